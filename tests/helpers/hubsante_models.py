@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,21 +13,15 @@ from typing import Any
 
 from lxml import etree
 
+from hub_devenv.paths import model_bundle, models_root
+
 MODEL_VERSIONS = ("1.1", "2.2", "3.4.1")
 EDXL_NS = "urn:oasis:names:tc:emergency:EDXL:DE:2.0"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 
 
-def models_root() -> Path:
-    """HUBSANTE_MODELS_DIR, else ``<repo>/../shared/hubsante-models``."""
-    configured = os.environ.get("HUBSANTE_MODELS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "hubsante-models"
-
-
 def bundle_dir(version: str) -> Path:
-    return models_root() / version
+    return model_bundle(version)
 
 
 @dataclass(frozen=True)
@@ -47,14 +40,20 @@ class Example:
         return value
 
 
-def json_examples(version: str) -> Iterator[Example]:
-    for path in sorted((bundle_dir(version) / "sample" / "examples").glob("*/*.json")):
+def _examples(version: str, suffix: str) -> Iterator[Example]:
+    paths = sorted((bundle_dir(version) / "sample" / "examples").glob(f"*/*.{suffix}"))
+    if not paths:
+        raise FileNotFoundError(f"no {suffix} examples in {bundle_dir(version)}/sample/examples")
+    for path in paths:
         yield Example(version, path)
+
+
+def json_examples(version: str) -> Iterator[Example]:
+    return _examples(version, "json")
 
 
 def xml_examples(version: str) -> Iterator[Example]:
-    for path in sorted((bundle_dir(version) / "sample" / "examples").glob("*/*.xml")):
-        yield Example(version, path)
+    return _examples(version, "xml")
 
 
 def header(sender: str, recipient: str, kind: str, message_id: str) -> dict[str, Any]:
