@@ -274,37 +274,43 @@ class LocalControlPlane:
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess[str]:
         assert self.tools is not None
-        result = subprocess.run(
+        return _run_tool(
             [str(self.tools.kubectl), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input,
-            capture_output=True,
-            text=True,
+            check=check,
             timeout=timeout,
         )
-        if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
-        return result
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         assert self.tools is not None
-        env = dict(os.environ, HELM_CACHE_HOME=str(self.base_dir / "helm-cache"),
-                   HELM_CONFIG_HOME=str(self.base_dir / "helm-config"),
-                   HELM_DATA_HOME=str(self.base_dir / "helm-data"))
-        result = subprocess.run(
+        helm_home = {
+            f"HELM_{kind}_HOME": str(self.base_dir / f"helm-{kind.lower()}") for kind in ("CACHE", "CONFIG", "DATA")
+        }
+        return _run_tool(
             [str(self.tools.helm), f"--kubeconfig={self.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
+            check=check,
             timeout=timeout,
-            env=env,
+            env=dict(os.environ, **helm_home),
         )
-        if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
-        return result
 
     def api_client(self, kubeconfig: Path | None = None):  # noqa: ANN201 - kubernetes.client.ApiClient
         from kubernetes import config
 
         return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
+
+
+def _run_tool(
+    command: list[str],
+    *,
+    check: bool,
+    timeout: float,
+    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+    return result
 
 
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
