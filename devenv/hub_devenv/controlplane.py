@@ -299,6 +299,13 @@ class LocalControlPlane:
         return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
 
 
+class ToolFailed(subprocess.CalledProcessError):
+    """A kubectl/helm failure whose message carries the tool's own error output."""
+
+    def __str__(self) -> str:
+        return f"{' '.join(map(str, self.cmd[:1] + self.cmd[2:]))} exited {self.returncode}: {self.stderr.strip()}"
+
+
 def _run_tool(
     command: list[str],
     *,
@@ -309,7 +316,7 @@ def _run_tool(
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+        raise ToolFailed(result.returncode, result.args, result.stdout, result.stderr)
     return result
 
 
