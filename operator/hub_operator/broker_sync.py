@@ -272,8 +272,8 @@ async def _run_limited(calls: Iterable[Callable[[], Awaitable[T]]], limit: int =
 async def _settle(*tasks: asyncio.Task[Any]) -> None:
     """Wait for every task, then raise the first failure (no orphan requests left running)."""
     await asyncio.wait(tasks)
-    for task in tasks:
-        error = task.exception()
+    errors = [task.exception() for task in tasks]  # retrieve every one, so asyncio does not log the others
+    for error in errors:
         if error is not None:
             raise error
 

@@ -113,8 +113,12 @@ class BrokerManagement(Protocol):
 
     async def list_topic_permissions(self, vhost: str) -> list[dict[str, Any]]: ...
 
+    async def get_vhost(self, vhost: str) -> dict[str, Any] | None:
+        """The vhost (``name``, ``description``, ``tags``...), None when it does not exist."""
+        ...
+
     async def create_vhost(self, vhost: str, description: str = "") -> bool:
-        """True when created, False when it already existed."""
+        """True when created, False when it already existed (its description is then updated)."""
         ...
 
     async def delete_vhost(self, vhost: str) -> bool: ...

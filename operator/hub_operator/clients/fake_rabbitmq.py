@@ -250,6 +250,8 @@ class FakeRabbitMQ:
             self._put_user(entry)
         for entry in definitions.get("vhosts", []):
             self._add_vhost(entry["name"])
+            # Measured: importing a vhost resets its description, even when the vhost exists.
+            self.vhosts[entry["name"]]["description"] = entry.get("description", "")
         for entry in definitions.get("permissions", []):
             vhost, user = entry["vhost"], entry["user"]
             if user not in self.users:
@@ -349,9 +351,16 @@ class FakeRabbitMQ:
         return [copy.deepcopy(p) for (v, _, _), p in self.topic_permissions.items() if v == vhost]
 
     # -- single objects -------------------------------------------------------------------------------------
+    @_api_call(writes=False)
+    async def get_vhost(self, vhost: str) -> dict[str, Any] | None:
+        entry = self.vhosts.get(vhost)
+        return None if entry is None else {"description": "", "tags": [], **copy.deepcopy(entry)}
+
     @_api_call(writes=True)
     async def create_vhost(self, vhost: str, description: str = "") -> bool:
-        return self._add_vhost(vhost)
+        created = self._add_vhost(vhost)
+        self.vhosts[vhost]["description"] = description  # measured: PUT on an existing vhost updates it
+        return created
 
     @_api_call(writes=True)
     async def delete_vhost(self, vhost: str) -> bool:

@@ -172,6 +172,13 @@ class RabbitMQManagementClient:
         return list(await self._get(api_path("vhosts", vhost, "topic-permissions")))
 
     # -- single objects -------------------------------------------------------------------------------------
+    async def get_vhost(self, vhost: str) -> dict[str, Any] | None:
+        try:
+            document = await self._get(api_path("vhosts", vhost))
+        except BrokerNotFound:
+            return None
+        return document if isinstance(document, dict) else None
+
     async def create_vhost(self, vhost: str, description: str = "") -> bool:
         response = await self._request("PUT", api_path("vhosts", vhost), body={"description": description})
         return response.status_code == 201  # 204: it already existed

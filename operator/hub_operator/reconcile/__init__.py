@@ -1,0 +1,1 @@
+"""Reconciles: pure planning (desired), coalescing, and the per-kind reconcilers."""

@@ -1,0 +1,134 @@
+"""Operator benchmarks (``make bench``): onboarding latency, and convergence of 200 HubClients from a cold start.
+
+* time from ``kubectl apply`` of a new HubClient to its ``Ready=True``, median of 20 (one at a time, on a vhost
+  that already serves 20 clients);
+* time for a freshly started operator to bring 200 HubClients, each on 3 vhosts (600 accesses, 1,800 client
+  queues), to ``Ready`` when nothing exists on the broker yet.
+
+Ready is observed through a watch, not by polling, so the figures are not rounded up to a polling interval.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Any
+
+import pytest
+import yaml
+from hub_dispatcher import protocol
+from kubernetes import client as k8s
+from kubernetes import watch
+
+from tests.integration.operator.conftest import HubEnv, hub_env, operator_settings  # noqa: F401 - fixtures
+from tests.integration.operator.operator_manifests import (
+    SmallHub,
+    hub_client,
+    perimeter,
+    vhost_version,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.broker, pytest.mark.slow]
+
+ONBOARDINGS = 20
+COLD_CLIENTS = 200
+COLD_VHOSTS = 3
+
+
+class ReadyWatch:
+    """Records when each HubClient of the namespace is first seen with Ready=True."""
+
+    def __init__(self, hub_env: HubEnv) -> None:  # noqa: F811 - not the fixture
+        self._api = k8s.CustomObjectsApi(hub_env.cluster.api_client())
+        self._namespace = hub_env.namespace
+        self.ready_at: dict[str, float] = {}
+        self._changed = threading.Condition()
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self._watch.stream(self._api.list_namespaced_custom_object, "hubsante.io", "v1alpha1",
+                                            self._namespace, "hubclients", timeout_seconds=600):
+                body: dict[str, Any] = event["object"]
+                conditions = (body.get("status") or {}).get("conditions") or []
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                    with self._changed:
+                        self.ready_at.setdefault(body["metadata"]["name"], time.monotonic())
+                        self._changed.notify_all()
+        except Exception:  # noqa: BLE001, S110 - the watch ends with the test (stop() closes it)
+            pass
+
+    def wait(self, names: set[str], timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not names <= set(self.ready_at):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{len(names - set(self.ready_at))} HubClient(s) not Ready after {timeout} s")
+                self._changed.wait(remaining)
+            return max(self.ready_at[name] for name in names)
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+
+def test_onboarding_latency_median_of_20(hub_env: HubEnv) -> None:  # noqa: F811 - the fixture
+    hub = SmallHub()
+    hub_env.apply(*hub.base(), *(hub.client(f"base{i:02d}") for i in range(20)))
+    hub_env.wait_for(lambda: all(hub_env.condition("hubclient", f"base{i:02d}").get("status") == "True"
+                                 for i in range(20)), timeout=60, what="20 existing clients")
+    ready = ReadyWatch(hub_env)
+    latencies = []
+    try:
+        for i in range(ONBOARDINGS):
+            name = f"new{i:02d}"
+            started = time.monotonic()
+            hub_env.kubectl("apply", "-f", "-", input=yaml.safe_dump(hub.client(name)))
+            latencies.append(ready.wait({name}, timeout=30) - started)
+    finally:
+        ready.stop()
+    median = statistics.median(latencies)
+    print(f"\n[bench] kubectl apply -> Ready: median {median * 1000:.0f} ms over {ONBOARDINGS} HubClients "
+          f"(min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; kubectl itself included)")
+    assert median < 5
+
+
+def test_cold_start_200_clients_across_3_vhosts(hub_env: HubEnv) -> None:  # noqa: F811 - the fixture
+    hub = SmallHub()
+    names = [f"{hub.perimeter}-v1.{v}" for v in range(COLD_VHOSTS)]
+    hub_env.operator.stop()  # everything is created while no operator runs
+    manifests: list[dict[str, Any]] = [perimeter(hub.perimeter, dispatcher={"replicas": 0})]
+    manifests += [vhost_version(hub.perimeter, f"1.{v}") for v in range(COLD_VHOSTS)]
+    clients = [hub_client(f"c{i:03d}", hub.client_id(f"c{i:03d}"), names) for i in range(COLD_CLIENTS)]
+    hub_env.apply(*manifests, *clients)
+    ready = ReadyWatch(hub_env)
+    try:
+        started = time.monotonic()
+        hub_env.operator.start()
+        live = time.monotonic() - started
+        finished = ready.wait({c["metadata"]["name"] for c in clients}, timeout=300)
+    finally:
+        ready.stop()
+    elapsed = finished - started
+    for name in names:
+        hub_env.wait_condition("vhostversion", name, reason="ScaledToZero", timeout=30)
+    vhost = f"{hub.perimeter}_v1.0"
+    queues = hub_env.rabbit("GET", "queues", vhost, params={"columns": "name"})
+    assert len(queues) == 2 + 3 * COLD_CLIENTS
+    assert "Traceback" not in hub_env.operator.log_text()
+    metrics = _metric(hub_env, "hub_operator_broker_applies_total")
+    print(f"\n[bench] cold start: {COLD_CLIENTS} HubClients x {COLD_VHOSTS} vhosts "
+          f"({COLD_CLIENTS * COLD_VHOSTS} accesses, {COLD_CLIENTS * COLD_VHOSTS * 3} client queues) Ready "
+          f"{elapsed:.1f} s after the operator started (live after {live:.1f} s); {metrics:.0f} vhost applies")
+    assert protocol.CURRENT.client_queues(hub.client_id("c000"))[0] in {q["name"] for q in queues}
+
+
+def _metric(hub_env: HubEnv, name: str) -> float:  # noqa: F811 - not the fixture
+    import urllib.request
+
+    with urllib.request.urlopen(hub_env.operator.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
