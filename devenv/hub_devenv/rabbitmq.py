@@ -303,11 +303,15 @@ log.console = false
         else:
             terminate(self._process, grace=30)
         self._process = None
+        self._stop_epmd()
+
+    def _stop_epmd(self) -> None:
+        """Stop this node's private epmd; it may still list the node for a moment after a hard kill."""
         epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+        env = self._environment()
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                [epmd, "-kill"], env=self._environment(), capture_output=True, timeout=10, check=False
-            )
+            for command in ([epmd, "-stop", self.node_name], [epmd, "-kill"]):
+                subprocess.run(command, env=env, capture_output=True, timeout=10, check=False)
 
 
 def _write_private(path: Path, content: bytes) -> None:
