@@ -33,6 +33,8 @@ class Publish:
 class Forward(Publish):
     """A routed copy of a client's message.  The labels feed metrics."""
 
+    distribution_id: str = ""
+    """For logs: the worker traces every routed message by it."""
     sender_id: str = ""
     recipient_id: str = ""
     use_case: str = ""

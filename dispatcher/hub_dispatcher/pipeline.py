@@ -72,13 +72,14 @@ class Pipeline:
         self.stages = tuple(stages)
 
     @classmethod
-    def from_settings(cls, settings: DispatcherSettings) -> Pipeline:
-        """Loads (and compiles) the bundle and the preferences file: a BundleError here is a start-up error."""
+    def from_settings(cls, settings: DispatcherSettings, *, stages: Sequence[Stage] = STAGES) -> Pipeline:
+        """Loads (and compiles) the bundle and the preferences file: a BundleError here is a start-up error.
+        ``stages`` lets the worker time each stage (metrics) without changing them."""
         bundle = ModelBundle.load(settings.bundle_dir, max_depth=settings.max_depth)
         preferences: PreferenceLookup = (
             PreferencesFile(settings.preferences_file) if settings.preferences_file else Preferences.empty()
         )
-        return cls(settings=settings, bundle=bundle, preferences=preferences)
+        return cls(settings=settings, bundle=bundle, preferences=preferences, stages=stages)
 
     # ---- dispatch -----------------------------------------------------------------------------------------
     def process(self, inbound: Inbound) -> Outcome:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
 from lxml import etree
 
 from hub_dispatcher.bundle import BundleError, ModelBundle
+from hub_dispatcher.edxl import Addressing, DistributionKind, json_envelope, rc_de_header, utc_now
 from hub_dispatcher.message import MessageFormat, ParsedBody
 from hub_dispatcher.outcome import Drop, Report
 from hub_dispatcher.preferences import PreferenceLookup
@@ -62,15 +63,6 @@ REPORT_LANGUAGE: Final = "fr-FR"
 DEFAULT_MAX_SOURCE_BYTES: Final = 256 * 1024
 _RAW_KEY: Final = "rawMessage"
 _RAW_QUOTE_CHARS: Final = 4096
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def edxl_datetime(moment: datetime) -> str:
-    """EDXL date-times carry a numeric offset and no fraction (the XSD pattern refuses ``Z``)."""
-    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
 class ReportBuilder:
@@ -141,23 +133,12 @@ class ReportBuilder:
         if source is not None:
             error["sourceMessage"] = source
         error["referencedDistributionID"] = referenced_distribution_id
-        message: dict[str, Any] = {}
-        if self._error_has_header:
-            message.update(_hub_header(distribution_id, reported_to, now))
+        addressing = Addressing(HUB_SENDER_ID, reported_to, DistributionKind.ERROR, distribution_id=distribution_id,
+                                sent_at=now, expires_at=now + REPORT_LIFETIME, language=REPORT_LANGUAGE)
+        message = rc_de_header(addressing) if self._error_has_header else {}
         message[ERROR_KEY] = error
-        return {
-            "distributionID": distribution_id,
-            "senderID": HUB_SENDER_ID,
-            "dateTimeSent": edxl_datetime(now),
-            "dateTimeExpires": edxl_datetime(now + REPORT_LIFETIME),
-            "distributionStatus": "Actual",
-            "distributionKind": "Error",
-            "descriptor": {
-                "language": REPORT_LANGUAGE,
-                "explicitAddress": {"explicitAddressScheme": "hubex", "explicitAddressValue": reported_to},
-            },
-            "content": [{"jsonContent": {"embeddedJsonContent": {"message": message}}}],
-        }
+        # Not copied: the source message may be large, and the report is rendered at once.
+        return json_envelope(message, addressing)
 
     def _render(self, code: ErrorCode, cause: str, reported_to: str, referenced_distribution_id: str,
                 distribution_id: str, source: Any, message_format: MessageFormat) -> bytes:
@@ -191,17 +172,6 @@ class ReportBuilder:
                 pass
         converted = generic_from_xml(root)
         return converted if isinstance(converted, dict) else {_RAW_KEY: converted}
-
-
-def _hub_header(distribution_id: str, reported_to: str, now: datetime) -> dict[str, Any]:
-    return {
-        "messageId": distribution_id,
-        "sender": {"name": "hub", "URI": f"hubex:{HUB_SENDER_ID}"},
-        "sentAt": edxl_datetime(now),
-        "kind": "Error",
-        "status": "Actual",
-        "recipient": [{"name": reported_to.rsplit(".", 1)[-1], "URI": f"hubex:{reported_to}"}],
-    }
 
 
 def _raw_source(raw: bytes) -> dict[str, str]:

@@ -45,7 +45,17 @@ class DispatcherSettings:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     prefetch: int = 256
+    """Unacked deliveries per input queue: also the window of unconfirmed publishes (docs/dispatcher.md)."""
     metrics_port: int = 9102
+    """One HTTP port for /metrics, /healthz and /readyz; 0 = no HTTP server."""
+    metrics_host: str = "0.0.0.0"
+    heartbeat_seconds: int = 30
+    connect_timeout_seconds: float = 10.0
+    reconnect_initial_seconds: float = 0.5
+    reconnect_max_seconds: float = 30.0
+    drain_timeout_seconds: float = 25.0
+    """On SIGTERM, how long in-flight messages may take to finish (below the pod's grace period)."""
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if not self.vhost or self.vhost.startswith("/"):
@@ -60,8 +70,17 @@ class DispatcherSettings:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_depth < 8:
             raise SettingsError(f"max_depth must be at least 8, got {self.max_depth}")
-        if self.preferences_reload_seconds <= 0:
-            raise SettingsError("preferences_reload_seconds must be positive")
+        for name in _FLOATS | {"heartbeat_seconds"}:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.reconnect_max_seconds < self.reconnect_initial_seconds:
+            raise SettingsError("reconnect_max_seconds must not be below reconnect_initial_seconds")
+        if not 0 <= self.metrics_port <= 65535:
+            raise SettingsError(f"metrics_port must be a TCP port (0 disables the HTTP server), got {self.metrics_port}")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SettingsError("tls_cert_file and tls_key_file go together (the client certificate and its key)")
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise SettingsError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}")
 
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -87,7 +106,10 @@ class DispatcherSettings:
 
 
 _PATHS: Final = {"bundle_dir", "preferences_file", "tls_ca_file", "tls_cert_file", "tls_key_file"}
-_INTS: Final = {"default_ttl_ms", "max_message_bytes", "max_depth", "prefetch", "metrics_port"}
+_INTS: Final = {"default_ttl_ms", "max_message_bytes", "max_depth", "prefetch", "metrics_port", "heartbeat_seconds"}
+_FLOATS: Final = {"preferences_reload_seconds", "connect_timeout_seconds", "reconnect_initial_seconds",
+                  "reconnect_max_seconds", "drain_timeout_seconds"}
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -96,7 +118,7 @@ def _convert(name: str, raw: str) -> Any:
             return Path(raw) if raw else None
         if name in _INTS:
             return int(raw)
-        if name == "preferences_reload_seconds":
+        if name in _FLOATS:
             return float(raw)
         if name == "validate_converted":
             return _boolean(raw)

@@ -300,6 +300,7 @@ def route(ctx: Context) -> StageResult:
         headers={ORIGINAL_ROUTING_KEY_HEADER: ctx.inbound.routing_key},
         expiration_ms=ctx.expiration_ms,
         persistent=True,
+        distribution_id=envelope.distribution_id,
         sender_id=envelope.sender_id,
         recipient_id=recipient,
         use_case=ctx.use_case,

@@ -23,6 +23,8 @@ from hub_operator.api.fieldtypes import parse_duration
 from hub_operator.api.modelbundle import DEFAULT_MODELS_ROOT, ImagePullPolicy
 
 ENV_PREFIX: Final = "HUB_OPERATOR_"
+#: The one project image (Dockerfile): `hub-operator` by default, `hub-dispatcher` for dispatcher pods.
+DEFAULT_IMAGE: Final = "ghcr.io/hubsante/hub-operator:0.1.0"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -60,7 +62,8 @@ class OperatorSettings:
     """Create a CA when the Secret is missing (sandboxes); off in production, where the broker must trust it."""
     broker_secret_name: str = DEFAULT_BROKER_SECRET_NAME
     """Broker Secret of VHostVersions without spec.brokerRef, in their own namespace."""
-    dispatcher_image: str = "hub-dispatcher:0.1.0"
+    dispatcher_image: str = DEFAULT_IMAGE
+    """The project image (operator and dispatcher are one image); dispatcher pods run `hub-dispatcher` in it."""
     dispatcher_image_pull_policy: ImagePullPolicy = ImagePullPolicy.IF_NOT_PRESENT
     models_root: str = DEFAULT_MODELS_ROOT
     """Where bundles live by version in the dispatcher image (builtin bundles: <root>/<models.version>)."""

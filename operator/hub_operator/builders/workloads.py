@@ -128,6 +128,8 @@ def label_value(text: str) -> str:
 
 #: Labels of every object (`app.kubernetes.io/*` are the Kubernetes recommended labels).
 APP_NAME: Final = "hub-dispatcher"
+#: The console script that runs a dispatcher; the one project image starts the operator by default.
+DISPATCHER_COMMAND: Final = ("hub-dispatcher",)
 PART_OF: Final = "hub-sante"
 MANAGED_BY: Final = "hub-operator"
 COMPONENT_DISPATCHER: Final = "dispatcher"
@@ -669,6 +671,7 @@ def render_dispatcher_manifests(workload: DispatcherWorkload) -> list[dict[str, 
             **context,
             pod_annotations=_pod_annotations(workload),
             env=workload.settings_environment(),
+            dispatcher_command=list(DISPATCHER_COMMAND),
             resources=workload.effective_resources.to_wire(),
             models_volume=_models_volume(workload),
             models_copy_command=_models_copy_command(workload),

@@ -6,16 +6,19 @@ import dataclasses
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
 import pytest
+from hub_devenv.paths import REPO_ROOT
 from hub_dispatcher.protocol import ProtocolProfile
 from hub_operator.api.dispatching import ResourceRequirements
 from hub_operator.api.modelbundle import ModelSourceKind
 from hub_operator.builders.workloads import (
     DEFAULT_DISPATCHER_RESOURCES,
+    DISPATCHER_COMMAND,
     MODELS_CHECKSUM_ANNOTATION,
     TLS_CHECKSUM_ANNOTATION,
     InvalidWorkload,
@@ -426,3 +429,11 @@ def test_profile_is_coerced_and_rendered() -> None:
     workload = make_workload(profile="legacy")
     assert workload.profile is ProtocolProfile.LEGACY
     assert environment(containers(_deployment(profile="legacy"))["dispatcher"])["HUB_DISPATCHER_PROFILE"] == "legacy"
+
+
+def test_dispatcher_container_runs_the_dispatcher_console_script() -> None:
+    """The project ships one image whose default command is the operator: dispatcher pods must say otherwise."""
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    container = containers(_deployment())["dispatcher"]
+    assert container["command"] == list(DISPATCHER_COMMAND)
+    assert scripts[container["command"][0]] == "hub_dispatcher.main:main"

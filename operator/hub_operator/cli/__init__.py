@@ -1,0 +1,1 @@
+"""``hubctl``: the command-line tool of a hub environment (status, onboarding, credentials, test messages)."""
