@@ -13,7 +13,7 @@ help:
 	@echo "make test         the whole test suite (unit + integration) against real components"
 	@echo "make system-test  security matrix, fault injection and scale (slower)"
 	@echo "make bench        throughput and latency benchmarks (ratios against the broker's own ceiling)"
-	@echo "make crds         regenerate crds/ from the API models"
+	@echo "make crds         regenerate crds/ and the chart's CRDs and RBAC rules from the code"
 	@echo "make demo-down    stop what make demo started"
 
 $(STAMP): pyproject.toml
@@ -48,6 +48,7 @@ bench: devenv
 
 crds: venv
 	$(PY) -m hub_operator.api.crdgen --output crds/ --docs docs/reference/crds.md
+	$(PY) -m hub_operator.chartgen --chart charts/hub-operator
 
 demo: devenv
 	$(PY) -m hub_devenv demo

@@ -7,19 +7,24 @@ paths) is written to ``.cache/devenv/state.json`` so that ``down`` can stop it a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .controlplane import ControlPlanePorts, LocalControlPlane
 from .paths import state_root
 from .rabbitmq import BrokerPorts, LocalBroker
 
 STATE_FILE = "state.json"
+STATE_LOCK = "state.lock"
 
 
 @dataclass
@@ -64,14 +69,37 @@ class DevEnvironment:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
-        self.control_plane.start()
-        self.broker.start()
+        try:
+            self._start_components()
+        except BaseException:  # a failure or Ctrl-C half-way: nothing is recorded yet, so stop here what started
+            self.control_plane.stop()
+            self.broker.stop(kill=True)
+            raise
         self._save()
+
+    def _start_components(self) -> None:
+        """The control plane and the broker, side by side: both spend most of their start-up waiting."""
+        failures: list[BaseException] = []
+
+        def start_broker() -> None:
+            try:
+                self.broker.start()
+            except BaseException as failure:  # noqa: BLE001 - re-raised in the calling thread
+                failures.append(failure)
+
+        broker_thread = threading.Thread(target=start_broker, name="broker-start", daemon=True)
+        broker_thread.start()
+        try:
+            self.control_plane.start()
+        finally:
+            broker_thread.join()
+        if failures:
+            raise failures[0]
 
     def _save(self) -> None:
         pids = {name: process.pid for name, process in self.control_plane._processes.items()}
         assert self.broker._process is not None
-        pids["rabbitmq"] = self.broker._process.pid
+        pids[BROKER_PROCESS] = self.broker._process.pid
         state = {
             "pids": pids,
             "broker": {
@@ -87,7 +115,13 @@ class DevEnvironment:
                 "server": self.control_plane.server,
             },
         }
-        (self.root / STATE_FILE).write_text(json.dumps(state, indent=2))
+        with _locked_state(self.root):
+            _write_state(self.root, state)
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs of the processes added to the environment (operator, local node, dispatchers)."""
+        return self.root / "logs"
 
     def describe(self) -> str:
         kubectl = self.control_plane.tools.kubectl if self.control_plane.tools else "kubectl"
@@ -105,35 +139,115 @@ class DevEnvironment:
         )
 
 
-def stop(root: Path | None = None) -> list[str]:
-    """Stop every process recorded in the state file (SIGTERM, then SIGKILL); returns what was stopped."""
+def stop(root: Path | None = None, report: Callable[[str, float], None] | None = None) -> list[str]:
+    """Stop every process recorded in the state file (SIGTERM, then SIGKILL); returns what was stopped.
+
+    ``report(name, seconds)`` is called as each one is gone.
+    """
     root = root or state_root()
     state_path = root / STATE_FILE
     if not state_path.exists():
         return []
-    state = json.loads(state_path.read_text())
-    stopped = []
-    # Dependants first: whatever the demo added (operator, dispatchers), then the API server, etcd, broker.
-    order = sorted(state["pids"].items(), key=lambda item: _STOP_ORDER.get(item[0], -1))
-    for name, pid in order:
-        if _signal_group(pid, signal.SIGTERM):
+    with _locked_state(root):
+        state = _read_state(root) or {"pids": {}}
+    stopped: list[str] = []
+
+    def stop_in_order(names: list[str]) -> None:
+        for name in names:
+            pid, started = state["pids"][name], time.monotonic()
+            if not _signal_group(pid, signal.SIGTERM):
+                continue  # already gone (a dispatcher its node stopped)
             stopped.append(name)
-            _wait_gone(pid, timeout=20) or _signal_group(pid, signal.SIGKILL)
+            if not _wait_gone(pid, timeout=_STOP_GRACE.get(name, 20)):
+                _signal_group(pid, signal.SIGKILL)
+            if report is not None:
+                report(name, time.monotonic() - started)
+
+    # Dependants first, one by one: the operator, the local node (it drains its dispatchers), any dispatcher
+    # left.  Then the control plane (controller manager, API server, etcd) and the broker side by side.
+    names = sorted(state["pids"], key=_stop_rank)
+    stop_in_order([name for name in names if _stop_rank(name) < 0])
+    broker_lane = threading.Thread(target=stop_in_order, args=([n for n in names if n == BROKER_PROCESS],))
+    broker_lane.start()
+    stop_in_order([name for name in names if _stop_rank(name) >= 0 and name != BROKER_PROCESS])
+    broker_lane.join()
     with contextlib.suppress(Exception):
         DevEnvironment.load(root).broker.stop()  # also stops the node's private epmd
-    state_path.unlink()
+    with _locked_state(root):
+        state_path.unlink(missing_ok=True)
     return stopped
 
 
 def register_process(name: str, pid: int, root: Path | None = None) -> None:
-    """Record an extra process (operator, dispatcher) so that ``down`` stops it too."""
-    state_path = (root or state_root()) / STATE_FILE
-    state = json.loads(state_path.read_text())
-    state["pids"][name] = pid
-    state_path.write_text(json.dumps(state, indent=2))
+    """Record an extra process (operator, local node, dispatcher) so that ``down`` stops it too.
+
+    Several processes record theirs concurrently (the demo, the local node): the file is locked and replaced
+    atomically.  Nothing is recorded once the environment is stopped (no state file).
+    """
+    root = root or state_root()
+    with _locked_state(root):
+        state = _read_state(root)
+        if state is not None:
+            state["pids"][name] = pid
+            _write_state(root, state)
 
 
-_STOP_ORDER = {"kube-controller-manager": 1, "kube-apiserver": 2, "etcd": 3, "rabbitmq": 4}
+def unregister_process(name: str, root: Path | None = None) -> None:
+    """Forget a process that stopped by itself or was stopped by its owner."""
+    root = root or state_root()
+    with _locked_state(root):
+        state = _read_state(root)
+        if state is not None and state["pids"].pop(name, None) is not None:
+            _write_state(root, state)
+
+
+def recorded_processes(root: Path | None = None) -> dict[str, int]:
+    """The processes of the running environment by name (empty when none runs)."""
+    root = root or state_root()
+    with _locked_state(root):
+        state = _read_state(root)
+    return dict(state["pids"]) if state else {}
+
+
+@contextlib.contextmanager
+def _locked_state(root: Path) -> Iterator[None]:
+    if not root.exists():
+        yield
+        return
+    with open(root / STATE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_state(root: Path) -> dict[str, Any] | None:
+    try:
+        state: dict[str, Any] = json.loads((root / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    return state
+
+
+def _write_state(root: Path, state: dict[str, Any]) -> None:
+    temporary = root / f".{STATE_FILE}.{os.getpid()}"
+    temporary.write_text(json.dumps(state, indent=2))
+    temporary.replace(root / STATE_FILE)
+
+
+OPERATOR_PROCESS = "hub-operator"
+LOCAL_NODE_PROCESS = "local-node"
+DISPATCHER_PROCESS_PREFIX = "dispatcher/"
+BROKER_PROCESS = "rabbitmq"
+_STOP_ORDER = {OPERATOR_PROCESS: -3, LOCAL_NODE_PROCESS: -2, "kube-controller-manager": 1, "kube-apiserver": 2,
+               "etcd": 3, BROKER_PROCESS: 4}
+#: Seconds to wait after SIGTERM: the local node first drains its dispatchers, which may take their drain timeout.
+_STOP_GRACE = {LOCAL_NODE_PROCESS: 45}
+
+
+def _stop_rank(name: str) -> int:
+    return _STOP_ORDER.get(name, -1)
 
 
 def _signal_group(pid: int, signum: int) -> bool:
@@ -147,6 +261,10 @@ def _signal_group(pid: int, signum: int) -> bool:
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # When the caller started the process (the demo stopping what it started), reap it: a zombie would
+        # keep its process group alive.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:

@@ -21,8 +21,12 @@ def cache_root() -> Path:
 
 
 def state_root() -> Path:
-    """Runtime state of long-lived local components (the demo's broker and control plane)."""
-    return REPO_ROOT / ".cache" / "devenv"
+    """Runtime state of long-lived local components (the demo's broker and control plane).
+
+    ``HUB_DEVENV_STATE_DIR`` moves it, so that a test can run the demo without touching a demo of the user's.
+    """
+    explicit = os.environ.get("HUB_DEVENV_STATE_DIR")
+    return Path(explicit) if explicit else REPO_ROOT / ".cache" / "devenv"
 
 
 def models_root() -> Path:

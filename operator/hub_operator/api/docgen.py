@@ -20,9 +20,9 @@ _NOTES = """\
 **One VHostVersion per vhost.** A VHostVersion's `metadata.name` must be `<perimeterRef.name>-v<version>`
 (the API server enforces it), so two objects of one namespace can never claim the same vhost
 `<perimeter>_v<version>`; `perimeterRef`, `version`, `profile` and `queueType` are immutable. Two
-*namespaces* sharing one broker could still both claim a vhost: the operator records the owning
-namespace/name/uid in the vhost's metadata on the broker and reports `VhostClaimed=False` (and `Ready=False`)
-on any other claimant instead of touching the vhost.
+*namespaces* sharing one broker could still both claim a vhost: the operator records the owning namespace in
+the vhost's description on the broker (`managed by hub-operator for namespace <ns>`) and reports
+`VhostClaimed=False` (and `Ready=False`) on a VHostVersion of any other namespace instead of touching the vhost.
 
 **Message-model bundles.** Bundles (JSON Schemas + XSDs) exceed 1 MiB, the size limit of one ConfigMap,
 so dispatchers always read a directory. `spec.models` sets at most one source:

@@ -26,6 +26,9 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         )
         # The operator posts its own meaningful Events; kopf only reports its warnings and errors.
         settings.posting.level = logging.WARNING
+        # kopf posts its object log records (e.g. "Handler ... failed ...: <the API server's 403>") as Events
+        # only with this on (off by default since kopf 1.45): without it a handler failure is in the log only.
+        settings.posting.loggers = True
         settings.posting.reporting_component = "hub-operator"
         settings.posting.reporting_instance = context.settings.identity
         settings.queueing.worker_limit = context.settings.worker_limit or None

@@ -12,7 +12,7 @@ from hub_devenv.controlplane import LocalControlPlane
 from hub_operator.api.base import GROUP, VERSION
 from tests.unit.api.api_admission_cases import CASES, AdmissionCase
 
-from tests.integration.api.hub_crds import install_crds
+from hub_devenv.hub_resources import install_crds
 
 pytestmark = pytest.mark.cluster
 

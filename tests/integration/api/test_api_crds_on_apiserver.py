@@ -15,7 +15,7 @@ from hub_operator.api.hubclient import CertificateStatus, HubClientStatus, Vhost
 from hub_operator.api.perimeter import PerimeterSpec, PerimeterStatus
 from hub_operator.api.resources import parse_resource
 
-from tests.integration.api.hub_crds import EXAMPLES_DIR, install_crds
+from hub_devenv.hub_resources import EXAMPLES_DIR, install_crds
 
 pytestmark = pytest.mark.cluster
 

@@ -13,6 +13,7 @@ from hub_devenv.rabbitmq import LocalBroker
 from hub_operator.broker_sync import ChangeAction, apply_desired_state, revoke_client
 from hub_operator.clients.rabbitmq import RabbitMQManagementClient
 
+from tests.helpers.broker_refusals import wait_closed_by_broker
 from tests.helpers.topology import ProvisionedVHost, deprovision_vhost, provision_vhost
 
 pytestmark = pytest.mark.broker
@@ -44,16 +45,6 @@ async def _until_listed(management: RabbitMQManagementClient, username: str, tim
     raise AssertionError(f"the connection of {username} never appeared in the management API")
 
 
-def _wait_closed(connection: pika.BlockingConnection, timeout: float = 10.0) -> BaseException:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection.process_data_events(time_limit=0.1)
-        except pika.exceptions.AMQPConnectionError as closed:
-            return closed
-    raise AssertionError("the broker did not close the connection")
-
-
 async def test_revoke_closes_the_live_connection_and_refuses_reconnection(
     broker: LocalBroker, management: RabbitMQManagementClient, provisioned: ProvisionedVHost
 ) -> None:
@@ -68,7 +59,7 @@ async def test_revoke_closes_the_live_connection_and_refuses_reconnection(
     result = await revoke_client(management, samu.username, [provisioned.vhost], reason="suspended by test")
     revoke_ms = (time.perf_counter() - started) * 1000
     assert result.permissions_removed == (provisioned.vhost,) and len(result.closed_connections) == 1
-    closed = _wait_closed(connection)
+    closed = wait_closed_by_broker(connection, timeout=10)
     assert isinstance(closed, pika.exceptions.ConnectionClosedByBroker) and closed.reply_code == 320
     assert "suspended by test" in closed.reply_text
     with pytest.raises(pika.exceptions.AMQPConnectionError) as refused:
@@ -92,7 +83,7 @@ async def test_suspension_through_the_apply_path_also_disconnects(
     result = await apply_desired_state(management, desired_vhost_state(provisioned.topology, [suspended, sdis]))
     assert {c.action for c in result.changes} == {ChangeAction.REVOKED}
     assert [c.user for c in result.closed_connections] == [samu.username]
-    assert isinstance(_wait_closed(connection), pika.exceptions.ConnectionClosedByBroker)
+    assert isinstance(wait_closed_by_broker(connection, timeout=10), pika.exceptions.ConnectionClosedByBroker)
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         _connect(broker, samu.username, provisioned.vhost)
     # Lifting the suspension restores access.

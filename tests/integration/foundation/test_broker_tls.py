@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -12,8 +11,9 @@ import pika
 import pika.exceptions
 import pytest
 
-from hub_devenv.rabbitmq import ClientCredentials, LocalBroker
+from hub_devenv.rabbitmq import LocalBroker
 from hub_operator.pki import CertificateAuthority
+from tests.helpers.broker_refusals import handshake_alert
 
 VHOST = "foundation_v1.0"
 CLIENT_CN = "fr.health.samu050"
@@ -57,33 +57,18 @@ def test_client_with_a_certificate_from_the_test_ca_connects_with_external(broke
         connection.close()
 
 
-def _tls12_handshake_failure(broker: LocalBroker, credentials: ClientCredentials | None) -> str:
-    """The alert the broker sends during a TLS 1.2 handshake.
-
-    With TLS 1.3 the server checks the client certificate after the client considers the handshake done, so
-    the client may see a bare EOF instead of the alert; TLS 1.2 makes the refusal's reason observable.
-    """
-    context = broker.ssl_context(credentials)
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
-    with socket.create_connection((broker.host, broker.amqps_port), timeout=5) as raw:
-        with pytest.raises(ssl.SSLError) as failure:
-            with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.recv(1)
-    return str(failure.value)
-
-
 def test_certificate_from_another_ca_is_refused_at_the_handshake(broker: LocalBroker, admin: httpx.Client) -> None:
     rogue_ca = CertificateAuthority.generate("rogue CA")
     credentials = broker.mint_client_cert(CLIENT_CN, ca=rogue_ca)
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(broker.pika_parameters(credentials, VHOST))
-    assert "ALERT_UNKNOWN_CA" in _tls12_handshake_failure(broker, credentials)
+    assert handshake_alert(broker, credentials, ssl.TLSVersion.TLSv1_2) == "TLSV1_ALERT_UNKNOWN_CA"
 
 
 def test_connection_without_a_certificate_is_refused(broker: LocalBroker, admin: httpx.Client) -> None:
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(broker.pika_parameters(None, VHOST))
-    assert "ALERT_HANDSHAKE_FAILURE" in _tls12_handshake_failure(broker, None)
+    assert handshake_alert(broker, None, ssl.TLSVersion.TLSv1_2) == "SSLV3_ALERT_HANDSHAKE_FAILURE"
 
 
 def test_amqps_is_the_only_amqp_listener(broker: LocalBroker) -> None:

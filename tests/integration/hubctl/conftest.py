@@ -29,7 +29,7 @@ from hub_devenv.paths import models_root
 from hub_devenv.rabbitmq import ClientCredentials, LocalBroker
 from hub_operator.cli.main import app
 from tests.helpers.topology import ProvisionedVHost, deprovision_vhost, provision_vhost_blocking
-from tests.integration.api.hub_crds import install_crds
+from hub_devenv.hub_resources import install_crds
 
 KEYSTORE_PASSWORD = b"changeit-in-tests"
 T = "2025-03-01T10:00:00Z"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
+from hub_devenv.certmanager import CertManagerEmulator, install_crd
+from hub_devenv.hub_resources import EXAMPLES_DIR
+from hub_devenv.kubelet import KubeletEmulator
 from hub_devenv.rabbitmq import LocalBroker
 from hub_dispatcher import protocol
 
-from tests.helpers.certmanager import CertManagerEmulator, install_crd
-from tests.helpers.kubelet import KubeletEmulator
-from tests.integration.api.hub_crds import EXAMPLES_DIR
 from tests.integration.operator.conftest import HubEnv
 
 pytestmark = [pytest.mark.cluster, pytest.mark.broker, pytest.mark.slow]

@@ -7,7 +7,7 @@ import json
 import pytest
 from hub_dispatcher import protocol
 
-from tests.helpers.kubelet import KubeletEmulator
+from hub_devenv.kubelet import KubeletEmulator
 from tests.integration.operator.conftest import HubEnv
 from tests.integration.operator.operator_manifests import SmallHub, vhost_version
 

@@ -8,20 +8,11 @@ import pika
 import pika.exceptions
 import pytest
 
+from tests.helpers.broker_refusals import wait_closed_by_broker
 from tests.integration.operator.conftest import HubEnv
 from tests.integration.operator.operator_manifests import SmallHub
 
 pytestmark = [pytest.mark.cluster, pytest.mark.broker]
-
-
-def _wait_closed(connection: pika.BlockingConnection, timeout: float) -> BaseException:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            connection.process_data_events(time_limit=0.1)
-        except pika.exceptions.AMQPConnectionError as closed:
-            return closed
-    raise AssertionError(f"the connection was still open {timeout} s after the suspension")
 
 
 def test_suspend_then_unsuspend_a_connected_client(hub_env: HubEnv) -> None:
@@ -36,7 +27,7 @@ def test_suspend_then_unsuspend_a_connected_client(hub_env: HubEnv) -> None:
 
     started = time.monotonic()
     hub_env.kubectl("patch", "hubclient", "samua", "--type=merge", "-p", '{"spec":{"suspended":true}}')
-    closed = _wait_closed(connection, timeout=15)
+    closed = wait_closed_by_broker(connection, timeout=15)
     closed_after = time.monotonic() - started
     assert isinstance(closed, pika.exceptions.ConnectionClosedByBroker) and closed.reply_code == 320
     with pytest.raises(pika.exceptions.AMQPConnectionError):

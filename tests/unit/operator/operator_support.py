@@ -25,7 +25,7 @@ from hub_operator.inventory import (
 )
 from hub_operator.settings import OperatorSettings
 
-from tests.integration.api.hub_crds import EXAMPLES_DIR
+from hub_devenv.hub_resources import EXAMPLES_DIR
 
 NAMESPACE = "sandbox"
 OPERATOR_NAMESPACE = "hub-system"

@@ -1,9 +1,10 @@
-"""A stand-in for the kubelet: marks the pods of a namespace Ready through the pods/status subresource.
+"""Pod statuses as a kubelet writes them, and a stand-in kubelet that marks the pods of a namespace Ready.
 
-The test control plane has no node, so Deployments get ReplicaSets and Pods that never run.  This emulator does
-what kwok does: it writes the status a kubelet would write for a healthy pod, so that Deployments report ready
-replicas and the operator's dispatcher conditions can be tested truthfully.  ``ready`` decides per pod (the demo
-passes a check of the real local dispatcher process); the default marks every pod Ready.
+The local control plane has no node, so Deployments get ReplicaSets and Pods that never run.  The
+:class:`KubeletEmulator` does what kwok does: it writes the status a kubelet would write for a healthy pod, so
+that Deployments report ready replicas and the operator's dispatcher conditions can be tested.  ``ready``
+decides per pod; the default marks every pod Ready.  The demo's local node (:mod:`hub_devenv.localnode`) goes
+further: it runs each dispatcher pod as a real process and writes these statuses from its probes.
 
     with KubeletEmulator(cluster.api_client(), namespace):
         ...  # Deployments in the namespace become available
@@ -27,18 +28,45 @@ def _now() -> str:
 
 
 def ready_status(pod: Any) -> dict[str, Any]:
+    return running_status([container.name for container in pod.spec.containers], ready=True)
+
+
+def running_status(
+    containers: list[str],
+    *,
+    ready: bool,
+    started_at: str | None = None,
+    restart_count: int = 0,
+    container_id: str = "",
+    message: str = "",
+    terminated: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The status of a scheduled pod whose containers run (``ready`` or not), or wait after ``terminated``.
+
+    ``terminated`` (``{"exitCode": ..., "finishedAt": ...}``) describes a container that exited and waits to be
+    restarted: it is shown the way a kubelet shows a crash loop.
+    """
     now = _now()
-    containers = [container.name for container in pod.spec.containers]
+    readiness = "True" if ready else "False"
+    conditions = [{"type": kind, "status": "True", "lastTransitionTime": now} for kind in ("PodScheduled", "Initialized")]
+    conditions += [
+        {"type": kind, "status": readiness, "lastTransitionTime": now,
+         **({} if ready or not message else {"reason": "ContainersNotReady", "message": message})}
+        for kind in ("ContainersReady", "Ready")
+    ]
+    if terminated is not None:
+        state: dict[str, Any] = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+        last_state: dict[str, Any] = {"terminated": {"reason": "Error", **terminated}}
+    else:
+        state, last_state = {"running": {"startedAt": started_at or now}}, {}
     return {
         "phase": "Running",
-        "startTime": now,
-        "conditions": [
-            {"type": kind, "status": "True", "lastTransitionTime": now}
-            for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-        ],
+        "startTime": started_at or now,
+        "conditions": conditions,
         "containerStatuses": [
-            {"name": name, "ready": True, "started": True, "restartCount": 0, "image": "emulated", "imageID": "",
-             "state": {"running": {"startedAt": now}}}
+            {"name": name, "ready": ready, "started": terminated is None, "restartCount": restart_count,
+             "image": "emulated", "imageID": "", "containerID": container_id, "state": state,
+             **({"lastState": last_state} if last_state else {})}
             for name in containers
         ],
     }

@@ -2,21 +2,24 @@
 
 Enough of cert-manager for the operator's certManager mode: a Certificate (``cert-manager.io/v1``) whose
 ``issuerRef.name`` names a known CA gets its Secret (``tls.crt``, ``tls.key``, ``ca.crt`` and, when asked, a
-PKCS#12 keystore) and a ``Ready`` condition for its generation.  Never shipped: tests and the demo only.
+PKCS#12 keystore) and a ``Ready`` condition for its generation.  Used by the tests and by the demo's local node
+(:mod:`hub_devenv.localnode`); a real cluster runs cert-manager.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import logging
 import threading
 from typing import Any, Self
 
-from hub_devenv.controlplane import LocalControlPlane
 from hub_operator import pki
 from hub_operator.api.fieldtypes import parse_duration
 from kubernetes import client as k8s
+
+from .controlplane import LocalControlPlane
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,6 @@ CRD = {
 
 
 def install_crd(cluster: LocalControlPlane) -> None:
-    import json
-
     cluster.kubectl("apply", "--server-side", "--field-manager=cert-manager-emulator", "-f", "-", input=json.dumps(CRD))
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
 
