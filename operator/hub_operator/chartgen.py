@@ -132,10 +132,6 @@ def generated_files(chart: Path, rules: Iterable[rbac.Rule] = rbac.RULES) -> dic
     return files
 
 
-def stale_files(files: Mapping[Path, str]) -> list[Path]:
-    return [path for path, content in files.items() if not path.is_file() or path.read_text() != content]
-
-
 def unexpected_crds(chart: Path) -> list[Path]:
     """CRD files in the chart that the models no longer generate (a renamed or removed kind)."""
     expected = {crdgen.crd_filename(info) for info in crdgen.KINDS}
@@ -157,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     leftovers = unexpected_crds(args.chart)
     if args.check:
-        stale = stale_files(files)
+        stale = crdgen.stale_files(files)
         for path in stale:
             print(f"{path} is out of date with the code: run `make crds`", file=sys.stderr)
         for path in leftovers:
@@ -166,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in leftovers:
         path.unlink()
         print(f"removed {path}")
-    for path, content in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        print(f"wrote {path}")
+    crdgen.write_files(files)
     return 0
 
 

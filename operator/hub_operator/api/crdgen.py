@@ -115,6 +115,13 @@ def stale_files(files: Mapping[Path, str]) -> list[Path]:
     return [path for path, content in files.items() if not path.is_file() or path.read_text() != content]
 
 
+def write_files(files: Mapping[Path, str]) -> None:
+    for path, content in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=Path("crds"), help="directory of the CRD YAML files")
@@ -127,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in stale:
             print(f"{path} is out of date with the models: run `make crds`", file=sys.stderr)
         return 1 if stale else 0
-    for path, content in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        print(f"wrote {path}")
+    write_files(files)
     return 0
 
 
