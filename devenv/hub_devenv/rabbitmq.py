@@ -79,6 +79,9 @@ class LocalBroker:
     base_dir: Path
     node_name: str = "hubtest"
     memory_limit: str = "1GB"
+    disk_free_limit: str = "50MB"
+    """Below this much free disk the node raises its disk alarm and blocks publishers (fault tests lift it over
+    the free space with :meth:`set_disk_free_limit`, then set this back)."""
     host: str = "127.0.0.1"
     admin_user: str = "hub-admin"
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
@@ -233,7 +236,7 @@ default_permissions.read = .*
 default_permissions.write = .*
 loopback_users = none
 vm_memory_high_watermark.absolute = {self.memory_limit}
-disk_free_limit.absolute = 50MB
+disk_free_limit.absolute = {self.disk_free_limit}
 collect_statistics_interval = 1000
 log.file.level = info
 log.console = false
@@ -293,6 +296,16 @@ log.console = false
             timeout=timeout,
             check=True,
         )
+
+    def set_disk_free_limit(self, limit: str | int) -> None:
+        """Change the disk-free limit of the running node (bytes, or with a unit: ``50MB``); it applies at once."""
+        self.ctl("set_disk_free_limit", str(limit))
+
+    def restart(self, *, kill: bool = False, timeout: float = 90.0) -> LocalBroker:
+        """Stop the node (SIGTERM, or SIGKILL to simulate a crash) and start it again on the same ports with the
+        same data: durable queues and the persistent messages they held come back."""
+        self.stop(kill=kill)
+        return self.start(timeout=timeout)
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the node; its data directory stays, so :meth:`start` brings back durable queues."""
