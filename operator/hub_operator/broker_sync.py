@@ -43,7 +43,7 @@ from .builders.broker_definitions import (
     VHostDef,
 )
 from .builders.broker_diff import Alteration, diff
-from .clients.broker_api import BrokerManagement, BrokerNotFound, ConnectionInfo
+from .clients.broker_api import BrokerManagement, BrokerNotFound, BrokerRejected, ConnectionInfo
 
 T = TypeVar("T")
 
@@ -316,6 +316,31 @@ async def observe(
 # -- the apply path ----------------------------------------------------------------------------------------
 
 
+#: An import that lost a creation race is sent again, at most this many times in all.
+IMPORT_ATTEMPTS = 3
+
+
+def _lost_a_creation_race(error: BrokerRejected) -> bool:
+    return error.status == 400 and "already_exists" in error.reason
+
+
+async def import_definitions(broker: BrokerManagement, definitions: Definitions) -> None:
+    """One definitions import, sent again when it lost a creation race.
+
+    RabbitMQ 3.10 creates an imported user with a check then an insert: two imports creating the same user at once
+    (a new client on two vhosts, whose runs import it together) make one fail with 400 ``user_already_exists``
+    (seen by tests/system/test_scale_operator.py).  An import is idempotent and the user now exists, so sending it
+    again applies the rest.
+    """
+    for attempt in range(1, IMPORT_ATTEMPTS + 1):
+        try:
+            await broker.import_definitions(definitions.to_api())
+            return
+        except BrokerRejected as error:
+            if attempt == IMPORT_ATTEMPTS or not _lost_a_creation_race(error):
+                raise
+
+
 async def apply_desired_state(
     broker: BrokerManagement,
     desired: DesiredState,
@@ -341,7 +366,7 @@ async def apply_desired_state(
     await _run_limited(_revocation(broker, item) for item in plan.to_revoke)
     imported = 0
     if len(plan.to_import):
-        await broker.import_definitions(plan.to_import.to_api())
+        await import_definitions(broker, plan.to_import)
         imported += len(plan.to_import)
     if len(plan.exchanges_to_recreate):
         await _run_limited(
@@ -350,7 +375,7 @@ async def apply_desired_state(
             if isinstance(exchange, ExchangeDef)
         )
         recreation = _recreation_import(desired, plan.exchanges_to_recreate)
-        await broker.import_definitions(recreation.to_api())
+        await import_definitions(broker, recreation)
         imported += len(recreation)
     await _run_limited(_unbinding(broker, binding) for binding in plan.to_unbind)
     closed: tuple[ConnectionInfo, ...] = ()

@@ -186,8 +186,8 @@ class DesiredState:
 
     def merge(self, *others: DesiredState) -> DesiredState:
         """Union of several desired states (e.g. several vhosts applied together); owners are united too."""
-        owners: dict[ItemRef, frozenset[Owner]] = {}
-        for state in (self, *others):
+        owners: dict[ItemRef, frozenset[Owner]] = dict(self.owners)
+        for state in others:
             for ref, state_owners in state.owners.items():
                 owners[ref] = owners.get(ref, frozenset()) | state_owners
         definitions = self.definitions.merge(*(state.definitions for state in others))

@@ -14,6 +14,7 @@ runtime parameters) are deliberately dropped by the parser: comparing them would
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
@@ -82,10 +83,13 @@ class FrozenMapping(Mapping[str, Any]):
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         if isinstance(data, FrozenMapping):
+            # Items re-wrap their arguments on construction: keep the hash already computed, thousands of queues
+            # and bindings share one arguments object.
             self._data: dict[str, Any] = data._data
-        else:
-            self._data = {str(k): freeze(v) for k, v in sorted((data or {}).items())}
-        self._hash: int | None = None
+            self._hash: int | None = data._hash
+            return
+        self._data = {str(k): freeze(v) for k, v in sorted((data or {}).items())}
+        self._hash = None
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -506,7 +510,7 @@ class Definitions:
         for item in items:
             section = by_kind[item.kind]
             existing = section.setdefault(item.key, item)
-            if existing != item:
+            if existing is not item and existing != item:
                 raise ConflictingDefinitions(existing, item)
         return cls(by_kind)
 
@@ -541,8 +545,18 @@ class Definitions:
         return self._by_kind.get(kind, {})
 
     def items(self, kind: ItemKind | None = None) -> tuple[DefinitionItem, ...]:
-        kinds = list(ItemKind) if kind is None else [kind]
-        return tuple(item for k in kinds for _, item in sorted(self.section(k).items(), key=lambda pair: repr(pair[0])))
+        if kind is not None:
+            return self._sorted[kind]
+        return tuple(item for k in ItemKind for item in self._sorted[k])
+
+    @functools.cached_property
+    def _sorted(self) -> dict[ItemKind, tuple[DefinitionItem, ...]]:
+        """Each section in a stable order, computed once: the collection is immutable and iterated many times per
+        apply (a vhost of 800 clients holds some 6,000 items)."""
+        return {
+            kind: tuple(item for _, item in sorted(self.section(kind).items(), key=lambda pair: repr(pair[0])))
+            for kind in ItemKind
+        }
 
     def get(self, kind: ItemKind, key: ItemKey) -> DefinitionItem | None:
         return self.section(kind).get(key)
@@ -576,7 +590,17 @@ class Definitions:
 
     # -- algebra --------------------------------------------------------------------------------------------
     def merge(self, *others: Definitions) -> Definitions:
-        return Definitions.of(item for definitions in (self, *others) for item in definitions)
+        # This collection is consistent already: only the others' items are checked against it (merging one
+        # permission into a vhost of 6,000 items must not revisit the 6,000).
+        by_kind: dict[ItemKind, dict[ItemKey, DefinitionItem]] = {kind: dict(self.section(kind)) for kind in ItemKind}
+        for other in others:
+            for kind, section in other._by_kind.items():
+                target = by_kind[kind]
+                for key, item in section.items():
+                    existing = target.setdefault(key, item)
+                    if existing is not item and existing != item:
+                        raise ConflictingDefinitions(existing, item)
+        return Definitions(by_kind)
 
     def restricted_to(self, vhosts: Collection[str], users: Collection[str] | None = None) -> Definitions:
         """Items of these vhosts, plus the given users (all users when ``users`` is None)."""

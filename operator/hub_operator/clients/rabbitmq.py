@@ -49,6 +49,9 @@ class ManagementSettings:
     request_timeout: float = 15.0
     #: A bulk import of thousands of objects takes seconds on a busy node.
     import_timeout: float = 120.0
+    #: Deleting a vhost deletes each of its queues before the broker answers: measured 20-50 s for a vhost of
+    #: 2,400 queues on a busy 2-core node, where the request timeout cut it short and the deletion was retried.
+    vhost_deletion_timeout: float = 120.0
     max_connections: int = 16
     #: TLS verification of an https management endpoint: True, False or a CA bundle path.
     verify: bool | str = True
@@ -140,8 +143,10 @@ class RabbitMQManagementClient:
         response = await self._request("GET", path, params=params)
         return orjson.loads(response.content)
 
-    async def _delete(self, path: str, headers: Mapping[str, str] | None = None) -> bool:
-        response = await self._request("DELETE", path, headers=headers, accept=(404,))
+    async def _delete(
+        self, path: str, headers: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> bool:
+        response = await self._request("DELETE", path, headers=headers, accept=(404,), timeout=timeout)
         return response.status_code != 404
 
     # -- definitions ----------------------------------------------------------------------------------------
@@ -184,7 +189,7 @@ class RabbitMQManagementClient:
         return response.status_code == 201  # 204: it already existed
 
     async def delete_vhost(self, vhost: str) -> bool:
-        return await self._delete(api_path("vhosts", vhost))
+        return await self._delete(api_path("vhosts", vhost), timeout=self._settings.vhost_deletion_timeout)
 
     async def delete_queue(self, vhost: str, queue: str) -> bool:
         return await self._delete(api_path("queues", vhost, queue))

@@ -39,6 +39,10 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
         settings.networking.request_timeout = 60
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        # Timers return as soon as they are told to stop (handlers.stopping): give them a moment to do so before
+        # kopf postpones a deletion, and look again after seconds rather than a minute if one is still finishing.
+        settings.background.instant_exit_timeout = 0.1
+        settings.background.cancellation_polling = 5
 
     @kopf.on.login(registry=registry, id="login")
     def login(**_: Any) -> kopf.ConnectionInfo:

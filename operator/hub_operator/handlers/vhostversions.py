@@ -14,6 +14,7 @@ from hub_operator.inventory import VHostVersionRecord
 from hub_operator.status import Problem
 
 from .retry import backoff, deletion_message, elapsed_since, should_give_up
+from .stopping import unless_stopped
 
 PLURAL = "vhostversions"
 KIND = "VHostVersion"
@@ -36,9 +37,10 @@ def register(registry: kopf.OperatorRegistry, context: OperatorContext) -> None:
     # Drift repair, scaling and dispatcher certificate renewal: one full (coalesced) reconcile per interval.
     @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, id="drift", interval=settings.drift_interval,
                 initial_delay=settings.drift_interval)
-    async def vhost_version_drift(body: kopf.Body, **kwargs: Any) -> None:
+    async def vhost_version_drift(body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
         context.attach_indexes(kwargs)
-        await context.vhosts.reconcile(VHostVersionRecord.from_body(body).key)
+        # A deletion must not wait for this run (see handlers.stopping); the deletion handler runs the vhost itself.
+        await unless_stopped(context.vhosts.reconcile(VHostVersionRecord.from_body(body).key), stopped)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="cleanup")
     async def vhost_version_deleted(body: kopf.Body, retry: int, started: dt.datetime, **kwargs: Any) -> None:

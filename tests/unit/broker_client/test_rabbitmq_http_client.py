@@ -119,6 +119,22 @@ async def test_deletes_answer_whether_something_was_deleted() -> None:
         assert await client.delete_queue("v", "q") is False
 
 
+async def test_a_vhost_deletion_may_take_longer_than_other_requests() -> None:
+    # Deleting a vhost deletes every queue in it before the broker answers (tens of seconds for thousands).
+    read_timeouts: dict[str, float] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        read_timeouts[request.url.path] = request.extensions["timeout"]["read"]
+        return httpx.Response(204)
+
+    settings = ManagementSettings("http://broker.test:15672/", "hub-admin", "secret", request_timeout=15.0,
+                                  vhost_deletion_timeout=120.0)
+    async with RabbitMQManagementClient(settings, transport=httpx.MockTransport(handler)) as client:
+        await client.delete_vhost("15-gps_v1.0")
+        await client.delete_queue("15-gps_v1.0", "dispatch")
+    assert read_timeouts == {"/api/vhosts/15-gps_v1.0": 120.0, "/api/queues/15-gps_v1.0/dispatch": 15.0}
+
+
 async def test_unbind_deletes_by_the_listed_properties_key() -> None:
     seen: list[tuple[str, bytes]] = []
 

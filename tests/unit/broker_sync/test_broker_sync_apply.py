@@ -21,7 +21,7 @@ from hub_operator.builders.broker_definitions import (
     QueueDef,
     VHostDef,
 )
-from hub_operator.clients.broker_api import BrokerUnreachable
+from hub_operator.clients.broker_api import BrokerRejected, BrokerUnreachable
 from hub_operator.clients.fake_rabbitmq import FakeConnectionRefused, FakeRabbitMQ
 
 VHOST = "15-15_v1.5"
@@ -259,3 +259,24 @@ def test_planning_is_pure_and_matches_the_apply() -> None:
     plan = plan_sync(desired, Definitions.of([]))
     assert plan.to_import == desired.definitions and plan.to_revoke == () and plan.to_unbind == ()
     assert plan.users_with_access == {VHOST: frozenset({"admin", "dispatcher", *(c.username for c in CLIENTS)})}
+
+
+async def test_an_import_that_lost_a_user_creation_race_is_sent_again() -> None:
+    # RabbitMQ 3.10 answers 400 user_already_exists when two imports create the same user at once (a new client on
+    # two vhosts, both vhost runs importing it): the import is idempotent, so it is sent again.
+    fake = FakeRabbitMQ()
+    fake.fail_next["import_definitions"] = BrokerRejected(
+        400, "user_already_exists fr.health.samu050", "/api/definitions", "POST")
+    desired = _state(*CLIENTS)
+    result = await apply_desired_state(fake, desired)
+    assert fake.write_calls == ["import_definitions", "import_definitions"]
+    assert result.converged
+    assert await _actual(fake, desired) == desired.with_management_access(fake.username).definitions
+
+
+async def test_any_other_rejected_import_fails_the_apply_at_once() -> None:
+    fake = FakeRabbitMQ()
+    fake.fail_next["import_definitions"] = BrokerRejected(400, "Validation failed", "/api/definitions", "POST")
+    with pytest.raises(BrokerRejected, match="Validation failed"):
+        await apply_desired_state(fake, _state(*CLIENTS))
+    assert fake.write_calls == ["import_definitions"]

@@ -90,3 +90,16 @@ def test_bad_input_is_refused(overrides: dict[str, Any], message: str) -> None:
 def test_owner_is_rendered_as_given() -> None:
     owner = OwnerReference(name="15-smur-v1.4", uid="u-2")
     assert _render(owner=owner)["metadata"]["ownerReferences"][0]["name"] == "15-smur-v1.4"
+
+
+def test_a_thousand_clients_give_the_bytes_of_the_reference_dumper() -> None:
+    # Rendered at every vhost run: libyaml's dumper is used when present, and must not change a byte.
+    import yaml
+
+    preferences = {f"fr.health.samu{i:03d}.smur{j}": ClientPreference(MessageFormat.JSON, "Éditeur Régional")
+                   for i in range(200) for j in range(1, 6)}
+    expected = yaml.safe_dump(
+        {"clients": {client_id: {"editor": "Éditeur Régional", "format": "json"} for client_id in preferences}},
+        sort_keys=True, allow_unicode=True, default_flow_style=False,
+    )
+    assert _render(preferences)["data"]["preferences.yaml"] == expected
