@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from hub_operator import pki
 
 from .binaries import ControlPlaneBinaries, KubeTools, control_plane_binaries, kube_tools
-from .processes import ComponentFailed, free_ports, kill, terminate, wait_until
+from .processes import free_ports, kill, terminate, wait_until
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 ADMIN_USER = "hub-admin"

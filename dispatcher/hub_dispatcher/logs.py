@@ -54,6 +54,16 @@ def configure_logging(level: str, stream: TextIO | None = None) -> None:
         logging.getLogger("aio_pika").setLevel(logging.WARNING)
 
 
+def skip_unused_record_fields() -> None:
+    """The JSON lines carry neither the caller's file and line nor thread or process names: not computing
+    them saves ~3 us per line, i.e. per message (the logging HOWTO's "Optimization").  Process-wide, so
+    called by the entry point only."""
+    logging._srcfile = None  # type: ignore[attr-defined]  # documented switch: no stack walk per record
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 

@@ -9,15 +9,17 @@ backoff and ``/readyz`` says why it is not ready.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 from hub_dispatcher.amqp import BrokerEndpoint, broker_endpoint
 from hub_dispatcher.bundle import BundleError
 from hub_dispatcher.health import HealthServer
-from hub_dispatcher.logs import configure_logging
+from hub_dispatcher.logs import configure_logging, skip_unused_record_fields
 from hub_dispatcher.metrics import DispatcherMetrics
 from hub_dispatcher.pipeline import Pipeline
 from hub_dispatcher.settings import DispatcherSettings, SettingsError
@@ -28,6 +30,14 @@ log = logging.getLogger("hub_dispatcher")
 
 EXIT_STOPPED = 0
 EXIT_CANNOT_START = 2
+#: Net allocations of container objects between two young-generation collections (CPython's default: 700).
+#: A message allocates a few hundred dicts and lists (its parsed body) and the window of deliveries in flight
+#: keeps thousands of frames, futures and tasks alive: at 700 the young generation was collected every dozen
+#: messages, the window survived into the older generations, and their collections walked it along with the
+#: compiled bundle: 8 % of the dispatcher's CPU (measured with gc.callbacks, 8,000 messages).  Messages free
+#: their objects by reference counting; only cycles need the collector, and it still runs once this many
+#: objects pile up.
+GC_YOUNG_THRESHOLD: Final = 50_000
 
 
 class StartupError(Exception):
@@ -40,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level)
         endpoint = broker_endpoint(settings)
         metrics, pipeline = _build(settings)
+        _settle_the_heap()
+        skip_unused_record_fields()
         return asyncio.run(serve(settings, pipeline, metrics, endpoint))
     except (SettingsError, StartupError) as error:
         print(f"hub-dispatcher: cannot start: {error}", file=sys.stderr)
@@ -54,6 +66,15 @@ def _build(settings: DispatcherSettings) -> tuple[DispatcherMetrics, Pipeline]:
     except BundleError as error:
         raise StartupError(f"model bundle {settings.bundle_dir}: {error}") from None
     return metrics, pipeline
+
+
+def _settle_the_heap() -> None:
+    """What start-up built (the compiled bundle, the XML model, the imported modules) lives as long as the
+    process: frozen, the collector never walks it again; and it runs far less often (GC_YOUNG_THRESHOLD)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def serve(settings: DispatcherSettings, pipeline: Pipeline, metrics: DispatcherMetrics,

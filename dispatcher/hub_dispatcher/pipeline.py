@@ -27,7 +27,7 @@ from hub_dispatcher.message import (
     parse_body,
     read_envelope,
 )
-from hub_dispatcher.outcome import Drop, Outcome, Report
+from hub_dispatcher.outcome import Drop, Outcome
 from hub_dispatcher.preferences import PreferenceLookup, Preferences, PreferencesFile
 from hub_dispatcher.protocol import HUB_SENDER_ID, ORIGINAL_ROUTING_KEY_HEADER, QueueKind, for_profile
 from hub_dispatcher.reports import (

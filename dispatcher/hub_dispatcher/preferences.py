@@ -15,6 +15,7 @@ snapshot and records the error, so a bad ConfigMap edit never stops routing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,7 +42,10 @@ class ClientPreference:
     editor: str = ""
 
 
+@functools.lru_cache(maxsize=4096)
 def default_preference(client_id: str) -> ClientPreference:
+    """Cached: looked up twice per message (the recipient's format, the sender's editor label) and the same
+    few clients come back; a preference is immutable, so sharing one is safe."""
     return ClientPreference(MessageFormat.JSON if is_health_actor(client_id) else MessageFormat.XML)
 
 

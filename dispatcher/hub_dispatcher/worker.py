@@ -86,24 +86,22 @@ class WorkerStatus:
 
 
 class InFlight:
-    """Deliveries received and not yet settled, across the lanes of a process."""
+    """Deliveries received and not yet settled, across the lanes of a process (the ``in_flight`` gauge reads
+    ``count`` when scraped)."""
 
-    def __init__(self, on_change: Callable[[int], None] = lambda count: None) -> None:
+    def __init__(self) -> None:
         self.count = 0
-        self._on_change = on_change
         self._idle = asyncio.Event()
         self._idle.set()
 
     def enter(self) -> None:
         self.count += 1
         self._idle.clear()
-        self._on_change(self.count)
 
     def leave(self) -> None:
         self.count -= 1
         if self.count == 0:
             self._idle.set()
-        self._on_change(self.count)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -358,7 +356,8 @@ class Worker:
         self.queues = input_queues(pipeline)
         self.status = WorkerStatus(tuple(queue.name for queue in self.queues))
         self.backoff = backoff or Backoff(settings.reconnect_initial_seconds, settings.reconnect_max_seconds)
-        self.in_flight = InFlight(on_change=metrics.in_flight.set)
+        self.in_flight = InFlight()
+        metrics.watch_in_flight(lambda: self.in_flight.count)
         self.context = LaneContext(pipeline, metrics, self.in_flight)
 
     async def run(self, stop: asyncio.Event) -> bool:

@@ -11,23 +11,21 @@ Ready is observed through a watch, not by polling, so the figures are not rounde
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from typing import Any
 
 import pytest
 import yaml
 from hub_dispatcher import protocol
-from kubernetes import client as k8s
-from kubernetes import watch
 
-from tests.integration.operator.conftest import HubEnv, hub_env, operator_settings  # noqa: F401 - fixtures
+from tests.integration.operator.conftest import HubEnv, hub_env  # noqa: F401 - fixtures
 from tests.integration.operator.operator_manifests import (
     SmallHub,
     hub_client,
     perimeter,
     vhost_version,
 )
+from tests.system.scale_measure import ReadyWatch
 
 pytestmark = [pytest.mark.cluster, pytest.mark.broker, pytest.mark.slow]
 
@@ -36,43 +34,15 @@ COLD_CLIENTS = 200
 COLD_VHOSTS = 3
 
 
-class ReadyWatch:
-    """Records when each HubClient of the namespace is first seen with Ready=True."""
+def ready_watch(hub_env: HubEnv) -> ReadyWatch:  # noqa: F811 - not the fixture
+    """The scale tests' watch: it resumes when the API server closes it during a burst of status updates."""
+    return ReadyWatch(hub_env.cluster, hub_env.namespace)
 
-    def __init__(self, hub_env: HubEnv) -> None:  # noqa: F811 - not the fixture
-        self._api = k8s.CustomObjectsApi(hub_env.cluster.api_client())
-        self._namespace = hub_env.namespace
-        self.ready_at: dict[str, float] = {}
-        self._changed = threading.Condition()
-        self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        try:
-            for event in self._watch.stream(self._api.list_namespaced_custom_object, "hubsante.io", "v1alpha1",
-                                            self._namespace, "hubclients", timeout_seconds=600):
-                body: dict[str, Any] = event["object"]
-                conditions = (body.get("status") or {}).get("conditions") or []
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                    with self._changed:
-                        self.ready_at.setdefault(body["metadata"]["name"], time.monotonic())
-                        self._changed.notify_all()
-        except Exception:  # noqa: BLE001, S110 - the watch ends with the test (stop() closes it)
-            pass
-
-    def wait(self, names: set[str], timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not names <= set(self.ready_at):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(names - set(self.ready_at))} HubClient(s) not Ready after {timeout} s")
-                self._changed.wait(remaining)
-            return max(self.ready_at[name] for name in names)
-
-    def stop(self) -> None:
-        self._watch.stop()
+@pytest.fixture
+def operator_settings() -> dict[str, str]:  # noqa: F811 - overrides the integration default
+    """The production renewal-check interval: the test default (5 s) makes hundreds of timers read Secrets."""
+    return {"HUB_OPERATOR_CERTIFICATE_CHECK_INTERVAL": "5m"}
 
 
 def test_onboarding_latency_median_of_20(hub_env: HubEnv) -> None:  # noqa: F811 - the fixture
@@ -80,7 +50,7 @@ def test_onboarding_latency_median_of_20(hub_env: HubEnv) -> None:  # noqa: F811
     hub_env.apply(*hub.base(), *(hub.client(f"base{i:02d}") for i in range(20)))
     hub_env.wait_for(lambda: all(hub_env.condition("hubclient", f"base{i:02d}").get("status") == "True"
                                  for i in range(20)), timeout=60, what="20 existing clients")
-    ready = ReadyWatch(hub_env)
+    ready = ready_watch(hub_env)
     latencies = []
     try:
         for i in range(ONBOARDINGS):
@@ -104,7 +74,7 @@ def test_cold_start_200_clients_across_3_vhosts(hub_env: HubEnv) -> None:  # noq
     manifests += [vhost_version(hub.perimeter, f"1.{v}") for v in range(COLD_VHOSTS)]
     clients = [hub_client(f"c{i:03d}", hub.client_id(f"c{i:03d}"), names) for i in range(COLD_CLIENTS)]
     hub_env.apply(*manifests, *clients)
-    ready = ReadyWatch(hub_env)
+    ready = ready_watch(hub_env)
     try:
         started = time.monotonic()
         hub_env.operator.start()

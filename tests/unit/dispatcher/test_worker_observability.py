@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from hub_dispatcher.health import HealthServer
 from hub_dispatcher.logs import JsonFormatter, configure_logging, log_outcome
 from hub_dispatcher.message import Inbound
-from hub_dispatcher.metrics import DispatcherMetrics
+from hub_dispatcher.metrics import STAGE_BUCKETS, DispatcherMetrics, EventLoopHistogram
 from hub_dispatcher.outcome import Drop, Forward, Report
 from hub_dispatcher.reports import ErrorCode
 from hub_dispatcher.stages import Rejection
@@ -121,6 +121,34 @@ def test_timed_stages_keep_their_names_and_results_and_are_observed() -> None:
     assert registry.get_sample_value("hub_dispatcher_model_info", {"vhost": "15-15_v2.0", "model_version": "2.2"}) == 1
 
 
+def test_the_event_loop_histogram_exposes_what_prometheus_client_does() -> None:
+    ours, reference = CollectorRegistry(), CollectorRegistry()
+    fast = EventLoopHistogram("stage_seconds", "a stage", ["vhost", "stage"], buckets=STAGE_BUCKETS, registry=ours)
+    slow = Histogram("stage_seconds", "a stage", ["vhost", "stage"], buckets=STAGE_BUCKETS, registry=reference)
+    observations = [0.0, 0.00001, 0.00003, 0.0005, 0.0049, 0.05, 0.07, 3.0]  # on a bound, between, beyond all
+
+    for stage in ("validate", "route"):
+        observe = fast.labels("v", stage)
+        for seconds in observations:
+            observe(seconds)
+            slow.labels("v", stage).observe(seconds)
+
+    def exposition(registry: CollectorRegistry) -> list[str]:
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+
+    assert exposition(ours) == exposition(reference)
+
+
+def test_the_in_flight_gauge_is_read_when_scraped() -> None:
+    metrics = DispatcherMetrics("v")
+    in_flight = [3]
+    metrics.watch_in_flight(lambda: in_flight[0])
+
+    assert metrics.registry.get_sample_value("hub_dispatcher_in_flight", {"vhost": "v"}) == 3
+    in_flight[0] = 0
+    assert metrics.registry.get_sample_value("hub_dispatcher_in_flight", {"vhost": "v"}) == 0
+
+
 def test_routed_messages_are_counted_by_sender_use_case_editor_and_format_never_by_recipient() -> None:
     metrics = DispatcherMetrics("v")
     forward = Forward(exchange="distribution", routing_key="fr.fire.nexsis.sdis76.message", body=b"<x/>",
@@ -128,10 +156,11 @@ def test_routed_messages_are_counted_by_sender_use_case_editor_and_format_never_
                       recipient_id="fr.fire.nexsis.sdis76", use_case="createCase")
 
     metrics.count_routed(forward, "")
+    metrics.count_routed(forward, "")
 
     labels = {"vhost": "v", "sender": "fr.health.samu050", "use_case": "createCase", "editor": "unknown",
               "format": "xml"}
-    assert metrics.registry.get_sample_value("hub_dispatcher_messages_routed_total", labels) == 1
+    assert metrics.registry.get_sample_value("hub_dispatcher_messages_routed_total", labels) == 2
     assert "recipient" not in {name for metric in metrics.registry.collect() for sample in metric.samples
                                for name in sample.labels}
 
