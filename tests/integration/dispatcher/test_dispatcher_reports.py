@@ -7,18 +7,21 @@ forward the broker cannot route comes back as 501; a report is never reported on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from hub_dispatcher.edxl import ReceivedMessage, functional_ack
+from hub_dispatcher.edxl import ReceivedFormat, ReceivedMessage, functional_ack
 from hub_dispatcher.reports import UNKNOWN_DISTRIBUTION_ID, ErrorCode
 from tests.helpers.dispatcher_process import DispatcherProcess
+from tests.helpers.hubsante_models import xml_envelope, xml_examples
 from tests.integration.dispatcher.conftest import (
     CAST,
     EXPIRY_RECIPIENT,
+    FIRE_SENDER,
     JSON_RECIPIENT,
     SENDER,
     TWIN_A,
@@ -96,6 +99,51 @@ def test_101_a_text_message_is_reported_without_a_trusted_id(hub: Hub, sender: H
     report = report_about(hub, sender, SENDER, ErrorCode.NOT_ALLOWED_CONTENT_TYPE, UNKNOWN_DISTRIBUTION_ID)
     assert "text/plain" in report.error_cause
     assert nothing_reached(sender, hub, JSON_RECIPIENT)
+
+
+def test_102_a_key_beside_the_use_case_is_reported_as_unrecognised(hub: Hub, sender: HubTestClient) -> None:
+    # The RC-DE header allows extra properties, so the schema passes: the use-case stage refuses it.
+    document = case_message(hub.bundle_dir)
+    document["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]["somethingElse"] = {"a": 1}
+
+    sender.publish(document, SENDER)
+
+    report = report_about(hub, sender, SENDER, ErrorCode.UNRECOGNIZED_MESSAGE_FORMAT, document["distributionID"])
+    assert "somethingElse" in report.error_cause
+    assert nothing_reached(sender, hub, JSON_RECIPIENT)
+
+
+def test_301_a_message_of_another_model_version_is_reported_in_the_senders_xml(hub: Hub) -> None:
+    # An RC-EDA of models 2.2 (namespace urn:emergency:cisu:2.0) on this 3.4.1 vhost (urn:emergency:eda:1.9).
+    older = next(e for e in xml_examples("2.2") if e.path.parent.name == "RC-EDA")
+    distribution_id = f"{FIRE_SENDER}_301-{os.urandom(4).hex()}"
+    body = xml_envelope(older.path.read_bytes(), "urn:emergency:cisu:2.0", sender=FIRE_SENDER,
+                        recipient=JSON_RECIPIENT, distribution_id=distribution_id)
+    brigade = hub.client(FIRE_SENDER)
+
+    brigade.publish(body, FIRE_SENDER, content_type="application/xml")
+
+    report = report_about(hub, brigade, FIRE_SENDER, ErrorCode.SCHEMA_NOT_FOUND, distribution_id)
+    assert "urn:emergency:cisu:2.0" in report.error_cause and "3.4.1" in report.error_cause
+    assert report.format is ReceivedFormat.XML
+    assert nothing_reached(brigade, hub, JSON_RECIPIENT)
+
+
+def test_a_use_case_outside_the_perimeter_allow_list_is_reported(hub_factory: HubFactory) -> None:
+    restricted = hub_factory(VERSION)
+    restricted.dispatcher(allowed_use_cases="createCaseHealth reference")
+    sender = restricted.client(SENDER)
+    allowed = case_message(restricted.bundle_dir, use_case="RS-EDA")
+    refused = case_message(restricted.bundle_dir, use_case="RC-EDA")
+
+    sender.publish(refused, SENDER)
+    sender.publish(allowed, SENDER)
+
+    report = report_about(restricted, sender, SENDER, ErrorCode.INVALID_MESSAGE, refused["distributionID"])
+    assert report.error_cause == (f"use case createCase is not allowed on vhost {restricted.vhost} "
+                                  "(allowed: createCaseHealth, reference)")
+    delivered = restricted.client(JSON_RECIPIENT).take(restricted.queue(JSON_RECIPIENT), 1)
+    assert [item.read().distribution_id for item in delivered] == [allowed["distributionID"]]
 
 
 def test_200_a_sender_id_other_than_the_routing_key_is_reported_to_the_routing_key(hub: Hub) -> None:
