@@ -26,6 +26,7 @@ __all__ = [
     "envelope",
     "header",
     "json_examples",
+    "message_of",
     "xml_envelope",
     "xml_examples",
 ]
@@ -100,6 +101,12 @@ def envelope(
     """A full JSON EDXL-DE message carrying ``use_case`` (with the RC-DE header unless told otherwise)."""
     return edxl.json_message(use_case, _addressing(sender, recipient, kind, distribution_id, expires),
                              with_header=with_header)
+
+
+def message_of(document: dict[str, Any]) -> dict[str, Any]:
+    """The ``message`` object inside a JSON message: the RC-DE header and the use case, side by side."""
+    message: dict[str, Any] = document["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]
+    return message
 
 
 def xml_envelope(

@@ -28,7 +28,7 @@ from hub_dispatcher.protocol import QueueKind
 from hub_dispatcher.reports import UNKNOWN_DISTRIBUTION_ID, ErrorCode
 from hub_dispatcher.usecases import BY_KEY
 
-from tests.helpers.hubsante_models import bundle_dir, envelope
+from tests.helpers.hubsante_models import bundle_dir, envelope, message_of
 from tests.integration.dispatcher.messages import case_message, use_case_body
 from tests.system.conftest import A_CLIENT_ID, B_CLIENT_ID, IMPERSONATED_CLIENT_ID, SAMU_SAMU, SystemHub
 
@@ -214,7 +214,7 @@ class QueueRecorder:
 
 def _reported_message_id(report_document: dict[str, Any]) -> str:
     """The id of the message a report is about, read from the report's copy of it when the hub could not trust it."""
-    error = report_document["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]["error"]
+    error = message_of(report_document)["error"]
     source = error["sourceMessage"]
     return str(orjson.loads(source["rawMessage"])["distributionID"] if "rawMessage" in source
                else source["distributionID"])

@@ -9,7 +9,7 @@ from typing import Any
 
 from hub_dispatcher.edxl import edxl_datetime, find_example
 from hub_dispatcher.usecases import BY_KEY
-from tests.helpers.hubsante_models import envelope
+from tests.helpers.hubsante_models import envelope, message_of
 from tests.integration.dispatcher.conftest import JSON_RECIPIENT, SENDER
 
 
@@ -33,6 +33,6 @@ def expiring_in(seconds: float) -> str:
 
 def use_case_body(document: dict[str, Any]) -> dict[str, Any]:
     """The use-case object inside a JSON message (to break it on purpose)."""
-    message = document["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]
+    message = message_of(document)
     key = next(key for key in message if key in BY_KEY)  # the header's keys are no use-case keys
     return message[key]

@@ -17,7 +17,7 @@ import pytest
 from hub_dispatcher.edxl import ReceivedFormat, ReceivedMessage, functional_ack
 from hub_dispatcher.reports import UNKNOWN_DISTRIBUTION_ID, ErrorCode
 from tests.helpers.dispatcher_process import DispatcherProcess
-from tests.helpers.hubsante_models import xml_envelope, xml_examples
+from tests.helpers.hubsante_models import message_of, xml_envelope, xml_examples
 from tests.integration.dispatcher.conftest import (
     CAST,
     EXPIRY_RECIPIENT,
@@ -104,7 +104,7 @@ def test_101_a_text_message_is_reported_without_a_trusted_id(hub: Hub, sender: H
 def test_102_a_key_beside_the_use_case_is_reported_as_unrecognised(hub: Hub, sender: HubTestClient) -> None:
     # The RC-DE header allows extra properties, so the schema passes: the use-case stage refuses it.
     document = case_message(hub.bundle_dir)
-    document["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]["somethingElse"] = {"a": 1}
+    message_of(document)["somethingElse"] = {"a": 1}
 
     sender.publish(document, SENDER)
 

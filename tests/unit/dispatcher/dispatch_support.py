@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.helpers.hubsante_models import bundle_dir
+from tests.helpers.hubsante_models import bundle_dir, message_of
 
 from hub_dispatcher.bundle import ModelBundle
 from hub_dispatcher.message import Inbound
@@ -38,10 +38,6 @@ def xml_inbound(body: bytes, routing_key: str = "fr.fire.nexsis.sdis50", *, deli
                 headers: dict[str, Any] | None = None) -> Inbound:
     return Inbound(body=body, routing_key=routing_key, content_type="application/xml", delivery_mode=delivery_mode,
                    headers=headers or {})
-
-
-def message_of(document: dict[str, Any]) -> dict[str, Any]:
-    return document["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]
 
 
 def error_of(report_body: bytes) -> dict[str, Any]:

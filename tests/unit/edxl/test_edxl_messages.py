@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from lxml import etree
-from tests.helpers.hubsante_models import MODEL_VERSIONS, bundle_dir
+from tests.helpers.hubsante_models import MODEL_VERSIONS, bundle_dir, message_of
 from tests.unit.dispatcher.dispatch_support import load_bundle
 
 from hub_dispatcher import edxl
@@ -69,7 +69,7 @@ def test_every_example_wrapped_with_fresh_addressing_is_valid(version: str) -> N
 def test_json_message_copies_the_use_case() -> None:
     use_case = {"createCase": {"caseId": "x"}}
     document = edxl.json_message(use_case, addressing())
-    document["content"][0]["jsonContent"]["embeddedJsonContent"]["message"]["createCase"]["caseId"] = "changed"
+    message_of(document)["createCase"]["caseId"] = "changed"
     assert use_case == {"createCase": {"caseId": "x"}}
 
 
