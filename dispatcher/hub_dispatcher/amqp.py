@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from hub_dispatcher.amqpclient import Delivery
 from hub_dispatcher.message import PERSISTENT_DELIVERY_MODE, Inbound
 from hub_dispatcher.outcome import Publish
 from hub_dispatcher.settings import DispatcherSettings, SettingsError
@@ -28,7 +28,8 @@ TRANSIENT_DELIVERY_MODE: Final = 1
 @dataclass(frozen=True)
 class BrokerEndpoint:
     url: str
-    """For aio-pika/aiormq: vhost in the path, ``auth``, ``heartbeat`` and ``name`` in the query."""
+    """For :class:`hub_dispatcher.amqpclient.Connection`: vhost in the path, ``auth``, ``heartbeat`` and ``name``
+    in the query."""
     ssl_context: ssl.SSLContext | None
 
     @property
@@ -76,7 +77,7 @@ def _tls_context(settings: DispatcherSettings) -> ssl.SSLContext:
     return context
 
 
-def inbound_of(message: DeliveredMessage) -> Inbound:
+def inbound_of(message: Delivery) -> Inbound:
     """A delivery (or a returned message) as the pipeline reads it."""
     properties = message.header.properties
     return Inbound(

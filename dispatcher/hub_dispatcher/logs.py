@@ -47,11 +47,6 @@ def configure_logging(level: str, stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    if level.upper() != "DEBUG":
-        # aiormq logs every failed connection attempt as an error with a traceback; the worker logs one line
-        # that says what failed and when it retries.
-        logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-        logging.getLogger("aio_pika").setLevel(logging.WARNING)
 
 
 def skip_unused_record_fields() -> None:

@@ -25,15 +25,11 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from time import monotonic, perf_counter
-from typing import Any, Final, cast
-
-import aio_pika
-from aiormq import Channel
-from aiormq.abc import DeliveredMessage
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from typing import Any, Final
 
 from hub_dispatcher.acks import AckWindow
 from hub_dispatcher.amqp import BrokerEndpoint, inbound_of, properties_of
+from hub_dispatcher.amqpclient import AmqpError, Channel, Connection, Delivery, PublishRefused
 from hub_dispatcher.backoff import Backoff
 from hub_dispatcher.logs import log_outcome
 from hub_dispatcher.message import Inbound
@@ -47,7 +43,7 @@ from hub_dispatcher.settings import DispatcherSettings
 log = logging.getLogger(__name__)
 
 #: Everything the broker or the network can throw at a connection, a channel or a publish.
-BROKER_ERRORS: Final = (OSError, AMQPError, ChannelInvalidStateError)  # TimeoutError is an OSError
+BROKER_ERRORS: Final = (OSError, AmqpError)  # TimeoutError and ssl.SSLError are OSErrors
 #: A publish the broker refused (nack: e.g. a full queue refusing publishes) is retried after this, not in a
 #: hot loop: the input stays unacked meanwhile, so nothing is lost.
 REQUEUE_DELAY_SECONDS: Final = 1.0
@@ -163,8 +159,8 @@ class Lane:
             self._acker.cancel()
 
     # -- per delivery ------------------------------------------------------------------------------------
-    def _on_delivery(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
-        """Called synchronously by aiormq for each delivery, in order: the delivery is in flight from here,
+    def _on_delivery(self, message: Delivery) -> Coroutine[Any, Any, None]:
+        """Called synchronously by the channel for each delivery, in order: the delivery is in flight from here,
         so a drain can never miss one whose task has not started yet."""
         tag = message.delivery_tag
         assert tag is not None
@@ -172,7 +168,7 @@ class Lane:
         self.context.in_flight.enter()
         return self._handle(message, tag)
 
-    async def _handle(self, message: DeliveredMessage, tag: int) -> None:
+    async def _handle(self, message: Delivery, tag: int) -> None:
         started = perf_counter()
         try:
             inbound = inbound_of(message)
@@ -208,11 +204,11 @@ class Lane:
             return True
         try:
             confirmation = await self._publish(outcome)
-        except DeliveryError as error:
+        except PublishRefused as error:
             log.warning("the broker refused a publish to %s (%s): the input goes back to %s",
                         outcome.routing_key, error, self.queue.name)
             return False
-        if isinstance(confirmation, DeliveredMessage):
+        if isinstance(confirmation, Delivery):
             metrics.count_returned()
             log_outcome(self.queue.name, inbound, outcome, event="returned", seconds=perf_counter() - started)
             if depth >= _MAX_RETURN_DEPTH:
@@ -230,11 +226,11 @@ class Lane:
         return True
 
     async def _publish(self, publish: Publish) -> object:
-        """The broker's confirm (``Basic.Ack``), or the message itself if the broker returned it."""
+        """The broker's confirm, or the message itself if the broker returned it."""
         started = perf_counter()
         confirmation = await self.channel.basic_publish(
             publish.body, exchange=publish.exchange, routing_key=publish.routing_key,
-            properties=properties_of(publish), mandatory=True, wait=False,
+            properties=properties_of(publish), mandatory=True,
         )
         self.context.metrics.observe_confirm(perf_counter() - started)
         return confirmation
@@ -256,20 +252,18 @@ class Lane:
 class Session:
     """One connection to the broker and its lanes."""
 
-    connection: aio_pika.abc.AbstractConnection
+    connection: Connection
     lanes: list[Lane] = field(default_factory=list)
     opened_at: float = field(default_factory=monotonic)
 
     @classmethod
     async def open(cls, endpoint: BrokerEndpoint, settings: DispatcherSettings, queues: tuple[InputQueue, ...],
                    context: LaneContext) -> Session:
-        connection = await aio_pika.connect(endpoint.url, ssl_context=endpoint.ssl_context,
-                                            timeout=settings.connect_timeout_seconds)
+        connection = await Connection.open(endpoint.url, endpoint.ssl_context, settings.connect_timeout_seconds)
         session = cls(connection)
         try:
             for queue in queues:
-                channel = await connection.channel(publisher_confirms=True)
-                lane = Lane(queue, cast(Channel, await channel.get_underlay_channel()), context)
+                lane = Lane(queue, await connection.channel(), context)
                 session.lanes.append(lane)
                 await lane.start(settings.prefetch)
         except BaseException:
@@ -288,9 +282,7 @@ class Session:
     async def wait_until_lost(self, stop: asyncio.Event) -> str | None:
         """Returns None when ``stop`` is set, or why the session ended."""
         closings: list[Awaitable[Any]] = [lane.channel.closing for lane in self.lanes]
-        transport = self.connection.transport
-        if transport is not None:
-            closings.append(transport.connection.closing)
+        closings.append(self.connection.closing)
         watched = [asyncio.ensure_future(closing) for closing in closings]
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -334,6 +326,10 @@ class Session:
         for lane in self.lanes:
             lane.abandon()
         with contextlib.suppress(*BROKER_ERRORS, asyncio.CancelledError):
+            # Channels first: the broker answers Channel.Close-Ok once it has handled the acks sent before it,
+            # which a Connection.Close alone does not promise.
+            for lane in self.lanes:
+                await lane.channel.close()
             await self.connection.close()
 
 

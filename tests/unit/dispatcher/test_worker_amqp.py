@@ -8,11 +8,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from hub_dispatcher.amqp import broker_endpoint, inbound_of, properties_of
+from hub_dispatcher.amqpclient import Delivery
 from hub_dispatcher.outcome import Forward
 from hub_dispatcher.settings import DispatcherSettings, SettingsError
 from hub_operator.pki import CertificateAuthority
@@ -122,14 +122,9 @@ def test_worker_settings_come_from_the_environment() -> None:
     assert (loaded.drain_timeout_seconds, loaded.heartbeat_seconds, loaded.metrics_host) == (7.5, 20, "127.0.0.1")
 
 
-def delivered(body: bytes = b"{}", **properties: Any) -> DeliveredMessage:
-    return DeliveredMessage(
-        delivery=Basic.Deliver(consumer_tag="ctag", delivery_tag=7, redelivered=True, exchange="hubsante",
-                               routing_key="fr.health.samu050"),
-        header=ContentHeader(body_size=len(body), properties=Basic.Properties(**properties)),
-        body=body,
-        channel=None,  # type: ignore[arg-type]
-    )
+def delivered(body: bytes = b"{}", **properties: Any) -> Delivery:
+    return Delivery(delivery_tag=7, redelivered=True, exchange="hubsante", routing_key="fr.health.samu050",
+                    header=ContentHeader(body_size=len(body), properties=Basic.Properties(**properties)), body=body)
 
 
 def test_a_delivery_becomes_an_inbound_with_what_the_checks_read() -> None:
@@ -142,12 +137,10 @@ def test_a_delivery_becomes_an_inbound_with_what_the_checks_read() -> None:
 
 
 def test_a_returned_message_becomes_an_inbound_too() -> None:
-    returned = DeliveredMessage(
-        delivery=Basic.Return(reply_code=312, reply_text="NO_ROUTE", exchange="distribution",
-                              routing_key="fr.health.samu099.message"),
-        header=ContentHeader(body_size=2, properties=Basic.Properties(headers=None)),
-        body=b"{}", channel=None,  # type: ignore[arg-type]
-    )
+    returned = Delivery(delivery_tag=None, redelivered=False, exchange="distribution",
+                        routing_key="fr.health.samu099.message",
+                        header=ContentHeader(body_size=2, properties=Basic.Properties(headers=None)), body=b"{}",
+                        reply_code=312, reply_text="NO_ROUTE")
 
     inbound = inbound_of(returned)
 

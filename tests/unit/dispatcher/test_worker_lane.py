@@ -10,11 +10,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiormq.abc import DeliveredMessage
-from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
+from hub_dispatcher.amqpclient import ChannelClosed, ConsumeOk, Delivery, PublishRefused
 from hub_dispatcher.message import Inbound
 from hub_dispatcher.metrics import DispatcherMetrics
 from hub_dispatcher.outcome import Drop, Forward, Outcome, Report
@@ -40,24 +39,23 @@ class ScriptedChannel:
     async def basic_qos(self, *, prefetch_count: int) -> None:
         self.prefetch = prefetch_count
 
-    async def basic_consume(self, queue: str, callback: Any) -> Any:
+    async def basic_consume(self, queue: str, callback: Any) -> ConsumeOk:
         self.consumers["ctag"] = callback
-        return SimpleNamespace(consumer_tag="ctag")
+        return ConsumeOk("ctag")
 
     async def basic_publish(self, body: bytes, *, exchange: str, routing_key: str, properties: Any,
-                            mandatory: bool, wait: bool) -> object:
+                            mandatory: bool) -> object:
         assert mandatory, "every publish is mandatory: an unroutable one must come back"
         self.published.append((routing_key, body))
         answer = self.answers.popleft() if self.answers else CONFIRMED
         if answer == CONFIRMED:
-            return Basic.Ack(delivery_tag=len(self.published))
+            return True
         if answer == RETURNED:
-            return DeliveredMessage(
-                delivery=Basic.Return(reply_code=312, reply_text="NO_ROUTE", exchange=exchange,
-                                      routing_key=routing_key),
-                header=ContentHeader(body_size=len(body), properties=properties), body=body, channel=self)  # type: ignore[arg-type]
+            return Delivery(None, False, exchange, routing_key,
+                            ContentHeader(body_size=len(body), properties=properties), body,
+                            reply_code=312, reply_text="NO_ROUTE")
         if answer == REFUSED:
-            raise DeliveryError(None, Basic.Nack(delivery_tag=len(self.published)))
+            raise PublishRefused(f"the broker refused publish {len(self.published)} (basic.nack)")
         raise answer  # type: ignore[misc]
 
     async def basic_ack(self, delivery_tag: int, multiple: bool = False, wait: bool = True) -> None:
@@ -67,13 +65,10 @@ class ScriptedChannel:
         self.nacks.append((delivery_tag, requeue))
 
     def deliver(self, tag: int, body: bytes = b"{}") -> asyncio.Task[None]:
-        """As aiormq does: the consumer is called at once, its coroutine runs as a task."""
-        message = DeliveredMessage(
-            delivery=Basic.Deliver(consumer_tag="ctag", delivery_tag=tag, redelivered=False, exchange="hubsante",
-                                   routing_key=SENDER),
-            header=ContentHeader(body_size=len(body), properties=Basic.Properties(content_type="application/json",
-                                                                                 delivery_mode=2)),
-            body=body, channel=self)  # type: ignore[arg-type]
+        """As the channel does: the consumer is called at once, its coroutine runs as a task."""
+        message = Delivery(tag, False, "hubsante", SENDER,
+                           ContentHeader(body_size=len(body), properties=Basic.Properties(
+                               content_type="application/json", delivery_mode=2)), body)
         return asyncio.ensure_future(self.consumers["ctag"](message))
 
 
@@ -200,7 +195,7 @@ async def test_an_unexpected_pipeline_error_gives_the_input_back() -> None:
     assert r.channel.nacks == [(1, True)] and r.channel.published == []
 
 
-@pytest.mark.parametrize("failure", [ChannelInvalidStateError("closed"), ConnectionResetError("reset")])
+@pytest.mark.parametrize("failure", [ChannelClosed("closed"), ConnectionResetError("reset")])
 async def test_a_dead_channel_settles_nothing_the_broker_redelivers(failure: Exception) -> None:
     r = await rig(forward(), failure)
 
