@@ -260,3 +260,17 @@ def test_the_url_gives_host_vhost_mechanism_and_heartbeat() -> None:
     assert (external.heartbeat, external.name) == (30, "hub-dispatcher x")
     plain = ConnectionParameters.from_url("amqp://user:p%40ss@localhost/%2F")
     assert (plain.port, plain.vhost, plain.mechanism, plain.response) == (5672, "/", "PLAIN", "\0user\0p@ss")
+
+
+async def test_heartbeats_are_sent_and_a_silent_broker_is_given_up(rig: Rig) -> None:
+    rig.connection.heartbeat = 10
+    rig.connection._beat()
+    assert [value.name for _, value in rig.transport.frames()] == ["Heartbeat"]
+    assert not rig.transport.aborted
+
+    rig.connection._last_received -= 21  # nothing from the broker for more than two heartbeats
+
+    rig.connection._beat()
+    assert rig.transport.aborted and rig.connection.is_closed
+    with pytest.raises(ConnectionClosed):
+        await rig.connection.closing
