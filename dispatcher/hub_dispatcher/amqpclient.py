@@ -229,9 +229,8 @@ class Channel:
             self._returnable[returnable] = seq
         return confirmation
 
-    async def basic_ack(self, delivery_tag: int, multiple: bool = False, wait: bool = False) -> None:
-        """``wait`` is accepted for the caller's readability: the frame is written at once either way, and a
-        clean close sends it before anything else."""
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        """Written at once; :meth:`close` makes sure the broker handled it (Close-Ok comes after it)."""
         self._write_method(_BASIC_ACK + _DELIVERY_TAG_AND_BITS.pack(delivery_tag, 1 if multiple else 0))
 
     async def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:

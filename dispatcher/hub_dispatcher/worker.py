@@ -145,14 +145,15 @@ class Lane:
             await self.channel.basic_cancel(self.consumer_tag)
 
     async def finish(self) -> None:
-        """Lets the acker send its last ack, then waits until it is written (graceful stop only)."""
+        """Lets the acker send its last ack, then sends what is left (graceful stop only; the session closes
+        the channel next, which the broker answers once it has handled these acks)."""
         self._finishing = True
         self._settled.set()
         if self._acker is not None:
             await self._acker
         ack_up_to = self.acks.take()
         if ack_up_to is not None:
-            await self.channel.basic_ack(ack_up_to, multiple=True, wait=True)
+            await self.channel.basic_ack(ack_up_to, multiple=True)
 
     def abandon(self) -> None:
         if self._acker is not None:
@@ -243,7 +244,7 @@ class Lane:
             ack_up_to = self.acks.take()
             if ack_up_to is not None:
                 try:
-                    await self.channel.basic_ack(ack_up_to, multiple=True, wait=False)
+                    await self.channel.basic_ack(ack_up_to, multiple=True)
                 except BROKER_ERRORS:
                     return  # the session is ending; unacked deliveries are redelivered
 

@@ -58,7 +58,7 @@ class ScriptedChannel:
             raise PublishRefused(f"the broker refused publish {len(self.published)} (basic.nack)")
         raise answer  # type: ignore[misc]
 
-    async def basic_ack(self, delivery_tag: int, multiple: bool = False, wait: bool = True) -> None:
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
         self.acks.append((delivery_tag, multiple))
 
     async def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
