@@ -1,7 +1,9 @@
 """The only place where the operator's own code calls the Kubernetes API (kopf does its watching itself).
 
 Thin on purpose: one method per call the operator needs, answers as plain JSON dicts, every failure mapped to a
-typed :class:`KubernetesError`, no retries (kopf retries handlers) and no business logic.  Every request goes
+typed :class:`KubernetesError`, no retries (kopf retries handlers) but one: a 429 of the API server's flow
+control is retried after its Retry-After, as client-go does (a handler retried by kopf waits 60 s instead), and
+no business logic.  Every request goes
 through :meth:`KubernetesClient._request`, so :mod:`hub_operator.rbac` can check the whole surface (see
 tests/unit/operator/test_operator_rbac.py).  The official client is synchronous: requests run in a small thread
 pool of their own, so a slow API server never blocks the event loop nor kopf's default executor.
@@ -31,6 +33,10 @@ APPLY_CONTENT_TYPE: Final = "application/apply-patch+yaml"
 MERGE_CONTENT_TYPE: Final = "application/merge-patch+json"
 DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_THREADS: Final = 16
+#: A 429 (the API server's priority and fairness: the request was not processed) is sent again this many times,
+#: after the server's Retry-After capped at THROTTLE_DELAY_CAP_SECONDS (1 s when it gives none).
+THROTTLE_RETRIES: Final = 8
+THROTTLE_DELAY_CAP_SECONDS: Final = 5.0
 CERT_MANAGER_GROUP: Final = "cert-manager.io"
 
 
@@ -64,6 +70,12 @@ class KubernetesInvalid(KubernetesError):
 
 class KubernetesUnavailable(KubernetesError):
     """No answer, or a 5xx / 429: try again later."""
+
+
+class KubernetesThrottled(KubernetesUnavailable):
+    """429: the API server's flow control turned the request away before processing it."""
+
+    retry_after: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -194,9 +206,16 @@ class KubernetesClient:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._send, method, path, body, dict(query or {}), content_type
-        )
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                return await loop.run_in_executor(
+                    self._executor, self._send, method, path, body, dict(query or {}), content_type
+                )
+            except KubernetesThrottled as throttled:
+                if attempt == THROTTLE_RETRIES:
+                    raise
+                await asyncio.sleep(throttled.retry_after)
+        raise AssertionError("unreachable")
 
     def _send(
         self, method: str, path: str, body: Any, query: dict[str, str], content_type: str
@@ -215,9 +234,11 @@ class KubernetesClient:
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise KubernetesUnavailable(0, type(error).__name__, str(error), method, path) from error
         except k8s.ApiException as error:  # raised by some client versions for error statuses
-            raise _error(error.status or 0, error.reason or "", error.body or b"", method, path) from error
+            raise _error(error.status or 0, error.reason or "", error.body or b"", method, path,
+                         retry_after=(error.headers or {}).get("Retry-After")) from error
         if response.status >= 400:
-            raise _error(response.status, response.reason or "", raw, method, path)
+            raise _error(response.status, response.reason or "", raw, method, path,
+                         retry_after=response.getheader("Retry-After"))
         if not raw:
             return {}
         document = json.loads(raw)
@@ -340,7 +361,8 @@ class KubernetesClient:
         return await self._request("PUT", LEASES.path(namespace, name), body=dict(body))
 
 
-def _error(status: int, reason: str, raw: bytes | str, method: str, path: str) -> KubernetesError:
+def _error(status: int, reason: str, raw: bytes | str, method: str, path: str,
+           retry_after: str | None = None) -> KubernetesError:
     message = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     try:
         document = json.loads(message)
@@ -349,6 +371,10 @@ def _error(status: int, reason: str, raw: bytes | str, method: str, path: str) -
             reason = str(document.get("reason") or reason)
     except ValueError:
         pass
+    if status == 429:
+        throttled = KubernetesThrottled(status, reason, message[:2000], method, path)
+        throttled.retry_after = _retry_after_seconds(retry_after)
+        return throttled
     kind: type[KubernetesError]
     if status == 404:
         kind = KubernetesNotFound
@@ -358,8 +384,17 @@ def _error(status: int, reason: str, raw: bytes | str, method: str, path: str) -
         kind = KubernetesForbidden
     elif status in (400, 422):
         kind = KubernetesInvalid
-    elif status == 429 or status >= 500 or status == 0:
+    elif status >= 500 or status == 0:
         kind = KubernetesUnavailable
     else:
         kind = KubernetesError
     return kind(status, reason, message[:2000], method, path)
+
+
+def _retry_after_seconds(header: str | None) -> float:
+    """Retry-After in seconds (the API server sends whole seconds), 1 s when absent or unreadable, capped."""
+    try:
+        seconds = float(header) if header else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), THROTTLE_DELAY_CAP_SECONDS)
