@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv devenv test unit integration system-test bench crds demo demo-down clean
+.PHONY: help venv devenv test unit integration system-test system-test-ci bench crds demo demo-down clean
 
 help:
 	@echo "make demo         local control plane + broker + operator + dispatchers, a message end to end"
@@ -42,6 +42,14 @@ test: devenv
 
 system-test: devenv
 	$(PY) -m pytest tests/system $(PYTEST_ARGS)
+
+# What CI runs of tests/system (see .ci/run): all but the broker faults and the scale runs.
+SYSTEM_TESTS_CI := tests/system/test_security_matrix.py tests/system/test_batch_validation.py \
+	tests/system/test_faults_ordering.py tests/system/test_faults_dispatcher.py \
+	tests/system/test_faults_operator.py tests/system/test_faults_apiserver.py
+
+system-test-ci: devenv
+	$(PY) -m pytest $(SYSTEM_TESTS_CI) $(PYTEST_ARGS)
 
 bench: devenv
 	$(PY) -m pytest tests/bench -s $(PYTEST_ARGS)
