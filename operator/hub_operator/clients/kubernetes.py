@@ -4,8 +4,9 @@ Thin on purpose: one method per call the operator needs, answers as plain JSON d
 typed :class:`KubernetesError`, no business logic, and no retries (kopf retries handlers) but one: a 429 of the
 API server's flow control is sent again after its Retry-After, as client-go does (a handler retried by kopf
 waits 60 s).  Every request goes through :meth:`KubernetesClient._request`, so :mod:`hub_operator.rbac` can
-check the whole surface (see tests/unit/operator/test_operator_rbac.py).  The official client is synchronous: requests run in a small thread
-pool of their own, so a slow API server never blocks the event loop nor kopf's default executor.
+check the whole surface (see tests/unit/operator/test_operator_rbac.py).  The official client is synchronous:
+requests run in a small thread pool of their own, so a slow API server never blocks the event loop nor kopf's
+default executor.
 """
 
 from __future__ import annotations
