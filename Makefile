@@ -12,6 +12,7 @@ help:
 	@echo "make demo         local control plane + broker + operator + dispatchers, a message end to end"
 	@echo "make test         the whole test suite (unit + integration) against real components"
 	@echo "make system-test  security matrix, fault injection and scale (slower)"
+	@echo "make system-test-ci  what CI runs of them: all but the broker-fault streams and the scale runs"
 	@echo "make bench        throughput and latency benchmarks (ratios against the broker's own ceiling)"
 	@echo "make crds         regenerate crds/ and the chart's CRDs and RBAC rules from the code"
 	@echo "make demo-down    stop what make demo started"
