@@ -87,6 +87,12 @@ def _reply(method: Any) -> str:
     return f"{method.reply_code} {method.reply_text}".strip()
 
 
+def _read_short_string(payload: bytes, offset: int) -> tuple[str, int]:
+    """The AMQP short string at ``offset``, and the offset after it."""
+    end = offset + 1 + payload[offset]
+    return payload[offset + 1:end].decode(), end
+
+
 def _short_string(value: str) -> bytes:
     encoded = value.encode()
     if len(encoded) > 255:
@@ -274,17 +280,10 @@ class Channel:
             self._on_other_method(_unmarshal_method(payload))
 
     def _on_deliver(self, payload: bytes) -> None:
-        offset = 4
-        tag_length = payload[offset]
-        consumer_tag = payload[offset + 1:offset + 1 + tag_length].decode()
-        offset += 1 + tag_length
+        consumer_tag, offset = _read_short_string(payload, 4)
         delivery_tag, bits = _DELIVERY_TAG_AND_BITS.unpack_from(payload, offset)
-        offset += 9
-        exchange_length = payload[offset]
-        exchange = payload[offset + 1:offset + 1 + exchange_length].decode()
-        offset += 1 + exchange_length
-        key_length = payload[offset]
-        routing_key = payload[offset + 1:offset + 1 + key_length].decode()
+        exchange, offset = _read_short_string(payload, offset + 9)
+        routing_key, _ = _read_short_string(payload, offset)
         delivery = Delivery(delivery_tag, bool(bits & 1), exchange, routing_key, _NO_HEADER)
         self._incoming = _Incoming(delivery, consumer_tag)
 
@@ -307,8 +306,6 @@ class Channel:
             _, waiter = self._rpc.popleft()
             if not waiter.done():
                 waiter.set_result(method)
-            if isinstance(method, commands.Channel.CloseOk):
-                self._fail(ChannelClosed("channel closed by the client"), clean=True)
         else:
             raise ProtocolError(f"unexpected {method.name} on channel {self.number}")
 
